@@ -1,0 +1,1 @@
+"""Kinetics preparation: official CSVs + raw clips -> resized, verified videos and CSV lists."""

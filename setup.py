@@ -1,0 +1,44 @@
+"""Installs the ``stvit_video`` and ``data_prep`` packages.
+
+Dependencies are ranges, never pins: GPU users bring their own torch build.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _version() -> str:
+    namespace: dict = {}
+    exec((ROOT / "stvit_video" / "version.py").read_text(), namespace)
+    return namespace["__version__"]
+
+
+setup(
+    name="stvit-video",
+    version=_version(),
+    description="STViT semantic-token Video Swin Transformers for Kinetics, with a SlowFast-style trainer",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["stvit_video", "stvit_video.*", "data_prep", "data_prep.*"]),
+    install_requires=[
+        "torch>=2.2",
+        "torchvision",
+        "pytorchvideo>=0.1.5",
+        "decord>=0.6",
+        "av",
+        "timm>=1.0",
+        "fvcore",
+        "simplejson",
+        "pyyaml",
+        "iopath",
+        "tqdm",
+        "tensorboard",
+        "matplotlib",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["stvit-run=stvit_video.cli:main"]},
+)

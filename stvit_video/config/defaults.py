@@ -1,0 +1,249 @@
+"""Default configuration: every behaviour of stvit-video is set by one of these keys.
+
+Order of precedence (lowest first): these defaults -> a YAML file (with ``_BASE_``
+inheritance) -> ``KEY VALUE`` pairs on the command line. Keys are grouped by subsystem as in
+SlowFast; each has a one-line comment. Only keys that code reads belong here.
+"""
+from fvcore.common.config import CfgNode
+
+_C = CfgNode()
+
+# ---------------------------------------------------------------------------- #
+# Training
+# ---------------------------------------------------------------------------- #
+_C.TRAIN = CfgNode()
+# Run training.
+_C.TRAIN.ENABLE = True
+# Dataset family; "kinetics" reads SlowFast CSV lists or class folders.
+_C.TRAIN.DATASET = "kinetics"
+# Global mini-batch size (all GPUs of all nodes together).
+_C.TRAIN.BATCH_SIZE = 64
+# Evaluate on the val split every this many epochs.
+_C.TRAIN.EVAL_PERIOD = 1
+# Save a checkpoint every this many epochs.
+_C.TRAIN.CHECKPOINT_PERIOD = 1
+# Resume from the newest checkpoint in OUTPUT_DIR if there is one.
+_C.TRAIN.AUTO_RESUME = True
+# Initialise from this checkpoint file ("" = random init / STViT from scratch).
+_C.TRAIN.CHECKPOINT_FILE_PATH = ""
+# Format of TRAIN.CHECKPOINT_FILE_PATH: "native", "video_swin" (mmaction 3D) or "swin2d" (ImageNet, inflated).
+_C.TRAIN.CHECKPOINT_TYPE = "native"
+
+# ---------------------------------------------------------------------------- #
+# Testing
+# ---------------------------------------------------------------------------- #
+_C.TEST = CfgNode()
+# Run multi-view testing.
+_C.TEST.ENABLE = True
+# Dataset family for testing.
+_C.TEST.DATASET = "kinetics"
+# Global mini-batch size in views.
+_C.TEST.BATCH_SIZE = 8
+# Checkpoint to test ("" = the newest one in OUTPUT_DIR).
+_C.TEST.CHECKPOINT_FILE_PATH = ""
+# Clips per video, spaced uniformly from the first to the last frame.
+_C.TEST.NUM_ENSEMBLE_VIEWS = 4
+# Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side.
+_C.TEST.NUM_SPATIAL_CROPS = 3
+
+# ---------------------------------------------------------------------------- #
+# Data
+# ---------------------------------------------------------------------------- #
+_C.DATA = CfgNode()
+# Folder holding train.csv / val.csv / test.csv (or class folders when no CSV exists).
+_C.DATA.PATH_TO_DATA_DIR = ""
+# Prefix joined to relative video paths in the CSV lists.
+_C.DATA.PATH_PREFIX = ""
+# Separator between path and label in a CSV line (parsed from the right).
+_C.DATA.PATH_LABEL_SEPARATOR = " "
+# Video decoder: "decord" or "pyav".
+_C.DATA.DECODING_BACKEND = "decord"
+# Frames per clip fed to the model.
+_C.DATA.NUM_FRAMES = 32
+# Temporal stride between sampled frames, in frames at DATA.TARGET_FPS.
+_C.DATA.SAMPLING_RATE = 2
+# Frame rate the sampling rate refers to; clips are mapped to each video's own fps.
+_C.DATA.TARGET_FPS = 30
+# Per-channel mean and std of RGB values scaled to [0, 1].
+_C.DATA.MEAN = [0.485, 0.456, 0.406]
+_C.DATA.STD = [0.229, 0.224, 0.225]
+# Range [min, max] of the random short-side scale in training; [0] is also the val short side.
+_C.DATA.TRAIN_JITTER_SCALES = [256, 320]
+# Area range [min, max] (fractions) of an Inception-style random resized crop in training;
+# non-empty replaces the short-side jitter above ([] = off).
+_C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
+# Aspect-ratio range [min, max] of the random resized crop.
+_C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.75, 1.3333]
+# Side of the square training crop.
+_C.DATA.TRAIN_CROP_SIZE = 224
+# Side of the square test crop (the short side is scaled to it first).
+_C.DATA.TEST_CROP_SIZE = 224
+# Input channels.
+_C.DATA.INPUT_CHANNEL_NUM = 3
+
+# ---------------------------------------------------------------------------- #
+# Data loader
+# ---------------------------------------------------------------------------- #
+_C.DATA_LOADER = CfgNode()
+# Worker processes per GPU.
+_C.DATA_LOADER.NUM_WORKERS = 8
+# Pin host memory for faster host-to-device copies.
+_C.DATA_LOADER.PIN_MEMORY = True
+# Decode attempts of one video before another one is substituted (train/val) or its view is
+# marked failed (test); also the most substitutes tried in a row before the run stops.
+_C.DATA_LOADER.NUM_RETRIES = 10
+# Keep worker processes alive between epochs (no re-fork, no re-import per epoch).
+_C.DATA_LOADER.PERSISTENT_WORKERS = True
+
+# ---------------------------------------------------------------------------- #
+# Model
+# ---------------------------------------------------------------------------- #
+_C.MODEL = CfgNode()
+# Model family: "swin3d" (Video Swin) or "stvit_swin3d" (Video Swin with semantic tokens).
+_C.MODEL.ARCH = "stvit_swin3d"
+# Number of classes of the classification head.
+_C.MODEL.NUM_CLASSES = 400
+# Dropout before the classifier.
+_C.MODEL.DROPOUT_RATE = 0.5
+# Recompute each block's activations in the backward pass to save memory.
+_C.MODEL.ACT_CHECKPOINT = False
+
+# ---------------------------------------------------------------------------- #
+# Video Swin backbone
+# ---------------------------------------------------------------------------- #
+_C.SWIN = CfgNode()
+# Channels after the patch embedding (96 = Swin-T/S, 128 = Swin-B).
+_C.SWIN.EMBED_DIM = 96
+# Blocks per stage.
+_C.SWIN.DEPTHS = [2, 2, 6, 2]
+# Attention heads per stage.
+_C.SWIN.NUM_HEADS = [3, 6, 12, 24]
+# Patch size (T, H, W) of the 3D patch embedding.
+_C.SWIN.PATCH_SIZE = [2, 4, 4]
+# Attention window (T, H, W); clamped to the feature size.
+_C.SWIN.WINDOW_SIZE = [8, 7, 7]
+# Hidden width of the MLPs relative to the channels.
+_C.SWIN.MLP_RATIO = 4.0
+# Stochastic depth rate of the last block (linear from 0).
+_C.SWIN.DROP_PATH_RATE = 0.1
+# Bias in the q/k/v projections.
+_C.SWIN.QKV_BIAS = True
+# LayerNorm after the patch embedding (True in the official Kinetics models).
+_C.SWIN.PATCH_NORM = True
+# Dropout after attention and MLP projections.
+_C.SWIN.DROP_RATE = 0.0
+# Dropout on attention weights.
+_C.SWIN.ATTN_DROP_RATE = 0.0
+
+# ---------------------------------------------------------------------------- #
+# STViT semantic tokens
+# ---------------------------------------------------------------------------- #
+_C.STVIT = CfgNode()
+# "perframe" (tokens per temporal slice, as in the paper) or "spatiotemporal".
+_C.STVIT.MODE = "perframe"
+# STViT-R: restore the image tokens after every unit; False = plain STViT (later stages
+# run on the semantic token grid).
+_C.STVIT.RECOVERY = True
+# Stage (0-based) whose last 6 x NUM_UNITS blocks become STViT units.
+_C.STVIT.STAGE = 2
+# Units of 6 blocks (window, 2 x STGM, local, global, recovery); Swin-T: 1, Swin-S/B: up to 3.
+_C.STVIT.NUM_UNITS = 1
+# Semantic tokens per window side (s x s tokens per 7 x 7 window); 2, 3 or 4.
+_C.STVIT.SAMPLE_WINDOW_SIZE = 3
+# Feature slices pooled into one semantic slice (spatiotemporal mode; 1 in perframe mode).
+_C.STVIT.TEMPORAL_POOL = 1
+# Learnable global centres added to the STGM layer-2 queries.
+_C.STVIT.USE_GLOBAL = False
+# Initial value of the layer scales of the new blocks.
+_C.STVIT.LAYER_SCALE_INIT = 1e-5
+
+# ---------------------------------------------------------------------------- #
+# Optimizer and schedule
+# ---------------------------------------------------------------------------- #
+_C.SOLVER = CfgNode()
+# Learning rate for TRAIN.BATCH_SIZE.
+_C.SOLVER.BASE_LR = 1e-3
+# Epochs of training.
+_C.SOLVER.MAX_EPOCH = 30
+# Epochs of linear warm-up.
+_C.SOLVER.WARMUP_EPOCHS = 2.5
+# Weight decay (not applied to norms, biases and layer scales).
+_C.SOLVER.WEIGHT_DECAY = 0.02
+# Optimizer: "adamw" or "sgd".
+_C.SOLVER.OPTIMIZING_METHOD = "adamw"
+# SGD momentum / AdamW beta1.
+_C.SOLVER.MOMENTUM = 0.9
+# LR multiplier of pretrained backbone parameters (0.1 when fine-tuning Video Swin).
+_C.SOLVER.BACKBONE_LR_MULT = 1.0
+# LR multiplier of the new STViT blocks (STGM, S-only, recovery, global centres); a separate
+# group so BACKBONE_LR_MULT never slows these freshly initialised layers.
+_C.SOLVER.STGM_LR_MULT = 1.0
+
+# ---------------------------------------------------------------------------- #
+# Augmentation
+# ---------------------------------------------------------------------------- #
+_C.AUG = CfgNode()
+# Apply RandAugment / random erasing in training.
+_C.AUG.ENABLE = False
+# Augmented clips per decoded video in training (repeated augmentation; counts in TRAIN.BATCH_SIZE).
+_C.AUG.NUM_SAMPLE = 1
+# RandAugment policy, timm-style "rand-m<magnitude>-n<ops>-mstd<std>" ("" = off).
+_C.AUG.AA_TYPE = "rand-m7-n4-mstd0.5-inc1"
+# Probability of random erasing (the same box in every frame; 0 = off).
+_C.AUG.RE_PROB = 0.25
+# Fill of the erased box: "pixel" (per-pixel noise), "rand" (per-channel noise) or "const" (zeros).
+_C.AUG.RE_MODE = "pixel"
+
+# ---------------------------------------------------------------------------- #
+# MixUp / CutMix
+# ---------------------------------------------------------------------------- #
+_C.MIXUP = CfgNode()
+# Apply MixUp/CutMix in training.
+_C.MIXUP.ENABLE = False
+# MixUp Beta(alpha, alpha) parameter (0 = MixUp off).
+_C.MIXUP.ALPHA = 0.8
+# CutMix Beta(alpha, alpha) parameter (0 = CutMix off).
+_C.MIXUP.CUTMIX_ALPHA = 1.0
+# Probability of mixing a batch.
+_C.MIXUP.PROB = 1.0
+# Probability of CutMix instead of MixUp when both are on.
+_C.MIXUP.SWITCH_PROB = 0.5
+# Label smoothing of the mixed targets.
+_C.MIXUP.LABEL_SMOOTH_VALUE = 0.1
+
+# ---------------------------------------------------------------------------- #
+# Benchmarks
+# ---------------------------------------------------------------------------- #
+_C.BENCHMARK = CfgNode()
+# Timed iterations of a benchmark.
+_C.BENCHMARK.NUM_ITERS = 10
+# Untimed warm-up iterations before timing.
+_C.BENCHMARK.WARMUP_ITERS = 2
+
+# ---------------------------------------------------------------------------- #
+# TensorBoard
+# ---------------------------------------------------------------------------- #
+_C.TENSORBOARD = CfgNode()
+# Write TensorBoard event files to OUTPUT_DIR/tensorboard.
+_C.TENSORBOARD.ENABLE = False
+
+# ---------------------------------------------------------------------------- #
+# Run
+# ---------------------------------------------------------------------------- #
+# GPUs per node (0 = CPU).
+_C.NUM_GPUS = 1
+# Number of nodes.
+_C.NUM_SHARDS = 1
+# Index of this node.
+_C.SHARD_ID = 0
+# Where checkpoints, logs and the merged config go.
+_C.OUTPUT_DIR = "./output"
+# Seed of every random generator.
+_C.RNG_SEED = 0
+# Log training statistics every this many iterations.
+_C.LOG_PERIOD = 10
+
+
+def get_cfg_defaults() -> CfgNode:
+    """Return a fresh, mutable copy of the defaults."""
+    return _C.clone()

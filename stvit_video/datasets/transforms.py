@@ -1,0 +1,232 @@
+"""Spatial transforms of video clips: small pure tensor functions, then one class per split.
+
+Layouts: decoders give uint8 ``(T, H, W, C)``; :func:`to_tchw` views it as uint8
+``(T, C, H, W)`` (no copy), the layout of torchvision's video ops and of pytorchvideo's
+RandAugment. Scaling, cropping and flipping run on uint8, where torchvision's resize has a
+fast path (about 3x faster than on float, and only the crop is ever converted to float);
+:func:`normalize_to_cthw` ends every pipeline with the ``(C, T, H, W) float32`` clip the
+models consume (batched to ``(B, C, T, H, W)``). Randomness comes from torch's and Python's
+global generators, which the DataLoader seeds per worker.
+
+Per split (SlowFast conventions):
+
+- train: short side scaled to a random size in ``DATA.TRAIN_JITTER_SCALES`` and a random
+  ``TRAIN_CROP_SIZE`` crop (or, when ``DATA.TRAIN_JITTER_SCALES_RELATIVE`` is set, an
+  Inception-style random resized crop) -> horizontal flip with p = 0.5 -> [RandAugment, the
+  same ops in every frame, on the crop as in timm] -> normalise -> [random erasing, the same
+  box in every frame].
+- val: short side scaled to ``TRAIN_JITTER_SCALES[0]``, centre ``TRAIN_CROP_SIZE`` crop.
+- test: short side scaled to ``TEST_CROP_SIZE``, then a ``TEST_CROP_SIZE`` crop at the left,
+  centre or right of the long side (top/centre/bottom for portrait videos).
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import RandomResizedCrop
+
+from stvit_video.utils.errors import ConfigError
+
+__all__ = [
+    "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
+    "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
+    "short_side_scale", "to_tchw", "uniform_crop",
+]
+
+
+def _check_tchw(x: torch.Tensor, name: str) -> None:
+    if x.ndim != 4 or x.dtype != torch.uint8:
+        raise ValueError(f"{name} expects a (T, C, H, W) uint8 tensor, got {tuple(x.shape)} {x.dtype}")
+
+
+def to_tchw(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (T, H, W, C) decoded frames -> uint8 (T, C, H, W) view (channels-last memory)."""
+    if frames.ndim != 4 or frames.dtype != torch.uint8:
+        raise ValueError(f"to_tchw expects (T, H, W, C) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
+    return frames.permute(0, 3, 1, 2)
+
+
+def short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Scale (T, C, H, W) uint8 so that min(H, W) == size; the long side is floor(long * size /
+    short) as in pytorchvideo and SlowFast. Bilinear, antialiased when shrinking."""
+    _check_tchw(x, "short_side_scale")
+    height, width = x.shape[-2:]
+    if min(height, width) == size:
+        return x
+    if width < height:
+        new_h, new_w = int(math.floor(height / width * size)), size
+    else:
+        new_h, new_w = size, int(math.floor(width / height * size))
+    return TF.resize(x, [new_h, new_w], antialias=True)
+
+
+def random_short_side_scale(x: torch.Tensor, min_size: int, max_size: int) -> torch.Tensor:
+    """Scale (T, C, H, W) uint8 so min(H, W) is uniform in [min_size, max_size] (inclusive)."""
+    size = int(torch.randint(min_size, max_size + 1, ()))
+    return short_side_scale(x, size)
+
+
+def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square ``size`` crop (a view) at a uniformly random position of (..., H, W); H, W >= size."""
+    height, width = x.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"random_crop of {size} from a {height}x{width} clip; scale it first")
+    top = int(torch.randint(0, height - size + 1, ()))
+    left = int(torch.randint(0, width - size + 1, ()))
+    return x[..., top : top + size, left : left + size]
+
+
+def uniform_crop(x: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor:
+    """Square ``size`` crop (a view) of (..., H, W): ``spatial_index`` 0/1/2 = left/centre/right
+    along the long side (top/centre/bottom when H > W); the centre is rounded up, as in SlowFast."""
+    height, width = x.shape[-2:]
+    if min(height, width) < size:
+        raise ValueError(f"uniform_crop of {size} from a {height}x{width} clip; scale it first")
+    if spatial_index not in (0, 1, 2):
+        raise ValueError(f"spatial_index must be 0, 1 or 2, got {spatial_index}")
+    top, left = math.ceil((height - size) / 2), math.ceil((width - size) / 2)
+    if spatial_index != 1 and height > width:
+        top = 0 if spatial_index == 0 else height - size
+    elif spatial_index != 1:
+        left = 0 if spatial_index == 0 else width - size
+    return x[..., top : top + size, left : left + size]
+
+
+def horizontal_flip(x: torch.Tensor, prob: float = 0.5) -> torch.Tensor:
+    """Flip (..., H, W) left-right with probability ``prob``."""
+    return x.flip(-1) if float(torch.rand(())) < prob else x
+
+
+def random_resized_crop(x: torch.Tensor, size: int, scale: Sequence[float],
+                        aspect_ratio: Sequence[float]) -> torch.Tensor:
+    """Inception-style crop of (T, C, H, W) uint8: area fraction in ``scale``, aspect ratio in
+    ``aspect_ratio`` (log-uniform), resized to ``size x size``; the same box in every frame."""
+    _check_tchw(x, "random_resized_crop")
+    top, left, height, width = RandomResizedCrop.get_params(x, list(scale), list(aspect_ratio))
+    return TF.resized_crop(x, top, left, height, width, [size, size], antialias=True)
+
+
+def normalize_to_cthw(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (T, C, H, W) -> contiguous float32 (C, T, H, W) with ``(x / 255 - mean) / std`` per channel."""
+    _check_tchw(x, "normalize_to_cthw")
+    out = torch.empty((x.shape[1], x.shape[0], *x.shape[2:]), dtype=torch.float32)
+    out.copy_(x.permute(1, 0, 2, 3))
+    mean_t = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1, 1) * 255.0
+    std_t = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1, 1) * 255.0
+    return out.sub_(mean_t).div_(std_t)
+
+
+class RandAugmentParams(NamedTuple):
+    """Parsed ``AUG.AA_TYPE`` string such as ``rand-m7-n4-mstd0.5-inc1``."""
+
+    magnitude: int
+    num_layers: int
+    magnitude_std: float
+    prob: float
+
+
+def parse_rand_augment(spec: str) -> RandAugmentParams:
+    """Parse a timm-style RandAugment string: ``rand`` then ``-m<magnitude>``,
+    ``-n<layers>``, ``-mstd<std>``, ``-p<prob>``, ``-inc<0|1>`` (accepted; the video ops are
+    already increasing with magnitude).
+
+    Raises:
+        ConfigError: naming ``AUG.AA_TYPE`` and the part that cannot be parsed.
+    """
+    parts = spec.split("-")
+    if parts[0] != "rand":
+        raise ConfigError(f"AUG.AA_TYPE = {spec!r}: must start with 'rand' (e.g. 'rand-m7-n4-mstd0.5-inc1')")
+    values = {"m": 9.0, "n": 2.0, "mstd": 0.5, "p": 0.5, "inc": 1.0}
+    for part in parts[1:]:
+        match = re.fullmatch(r"(mstd|inc|m|n|p)(\d+(?:\.\d+)?)", part)
+        if match is None:
+            raise ConfigError(f"AUG.AA_TYPE = {spec!r}: cannot parse {part!r}; known parts are "
+                              "m<int>, n<int>, mstd<float>, p<float>, inc<0|1>")
+        values[match.group(1)] = float(match.group(2))
+    if not 0.0 <= values["p"] <= 1.0:
+        raise ConfigError(f"AUG.AA_TYPE = {spec!r}: p must be in [0, 1]")
+    return RandAugmentParams(int(values["m"]), int(values["n"]), values["mstd"], values["p"])
+
+
+def _build_rand_augment(params: RandAugmentParams) -> Callable[[torch.Tensor], torch.Tensor]:
+    """pytorchvideo's video RandAugment: uint8 (T, C, H, W), same ops and magnitudes for all frames."""
+    from pytorchvideo.transforms import RandAugment
+
+    sampling = "gaussian" if params.magnitude_std > 0 else "uniform"
+    hparas = {"sampling_data_type": "int", "sampling_min": 0, "sampling_std": params.magnitude_std}
+    return RandAugment(magnitude=params.magnitude, num_layers=params.num_layers, prob=params.prob,
+                       sampling_type=sampling, sampling_hparas=hparas)
+
+
+def _build_random_erasing(prob: float, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    from timm.data.random_erasing import RandomErasing
+
+    return RandomErasing(probability=prob, mode=mode, device="cpu")
+
+
+class TrainTransform:
+    """uint8 (T, H, W, C) frames -> augmented, normalised (C, T, crop, crop) float32 clip."""
+
+    def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], mean: Sequence[float],
+                 std: Sequence[float], relative_scales: Sequence[float] = (),
+                 relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "",
+                 erase_prob: float = 0.0, erase_mode: str = "pixel") -> None:
+        self.crop_size = crop_size
+        self.jitter_scales = tuple(jitter_scales)
+        self.relative_scales = tuple(relative_scales)
+        self.relative_aspect = tuple(relative_aspect)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.rand_augment_spec = rand_augment
+        self._rand_augment = _build_rand_augment(parse_rand_augment(rand_augment)) if rand_augment else None
+        self.erase_prob, self.erase_mode = erase_prob, erase_mode
+        self._erase = _build_random_erasing(erase_prob, erase_mode) if erase_prob > 0 else None
+
+    def __call__(self, frames: torch.Tensor, spatial_index: int = 0) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> (C, T, crop, crop) float32; ``spatial_index`` is ignored."""
+        x = to_tchw(frames)
+        if self.relative_scales:
+            x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect)
+        else:
+            x = random_crop(random_short_side_scale(x, *self.jitter_scales), self.crop_size)
+        x = horizontal_flip(x)
+        if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment
+            x = self._rand_augment(x)
+        x = normalize_to_cthw(x, self.mean, self.std)
+        if self._erase is not None:
+            c, t, h, w = x.shape
+            # one image of C*T channels: timm erases the same box in every frame (a "cube")
+            x = self._erase(x.view(c * t, h, w)).view(c, t, h, w)
+        return x
+
+    def __repr__(self) -> str:
+        spatial = (f"random_resized_crop(scale={self.relative_scales}, aspect={self.relative_aspect})"
+                   if self.relative_scales else f"short_side in {list(self.jitter_scales)}, random_crop")
+        return (f"TrainTransform(crop={self.crop_size}, {spatial}, flip=0.5, "
+                f"rand_augment={self.rand_augment_spec!r}, erase_prob={self.erase_prob}, "
+                f"mean={self.mean}, std={self.std})")
+
+
+class EvalTransform:
+    """uint8 (T, H, W, C) frames -> (C, T, crop, crop) float32: short side scaled, one crop.
+
+    ``spatial_index`` 0/1/2 picks the left/centre/right crop along the long side.
+    """
+
+    def __init__(self, *, short_side: int, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        if crop_size > short_side:
+            raise ValueError(f"crop {crop_size} larger than the short side {short_side}")
+        self.short_side, self.crop_size = short_side, crop_size
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, frames: torch.Tensor, spatial_index: int = 1) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> (C, T, crop, crop) float32."""
+        x = short_side_scale(to_tchw(frames), self.short_side)
+        return normalize_to_cthw(uniform_crop(x, self.crop_size, spatial_index), self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (f"EvalTransform(short_side={self.short_side}, crop={self.crop_size}, "
+                f"mean={self.mean}, std={self.std})")

@@ -1,0 +1,155 @@
+"""Lists of (video path, label): SlowFast CSV files or a folder per class.
+
+SlowFast lists (``{DATA.PATH_TO_DATA_DIR}/{split}.csv``): one ``path<sep>label`` per line,
+``sep = DATA.PATH_LABEL_SEPARATOR`` (a space by default). Lines are split at the *last*
+separator, because Kinetics class folders contain spaces (``air drumming/abc.mp4 3``).
+Relative paths are joined to ``DATA.PATH_PREFIX`` (relative to the working directory when the
+prefix is empty, as in SlowFast). Blank lines are skipped.
+
+Class folders (``{DATA.PATH_TO_DATA_DIR}/{split}/<class name>/<video>``), used when the CSV
+is absent: class ids index the alphabetically sorted class names of all split folders
+together (the Kinetics convention), so the ids agree between train, val and test even if a
+split lacks a class.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+from stvit_video.utils.errors import DataError
+
+__all__ = ["SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "load_split", "read_class_folders",
+           "read_csv_list"]
+
+SPLITS = ("train", "val", "test")
+# Files taken from class folders; anything else (.txt, .json, .DS_Store) is ignored.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpeg", ".mpg")
+
+
+class VideoRecord(NamedTuple):
+    """One video: its path and class id."""
+
+    path: str
+    label: int
+
+
+class VideoList(NamedTuple):
+    """The videos of one split.
+
+    Attributes:
+        records: the videos, in file order (CSV) or sorted by class then name (folders).
+        class_names: class names by id (folders), or None (a CSV lists ids only).
+        source: the file or folder the list came from, for messages.
+    """
+
+    records: list[VideoRecord]
+    class_names: list[str] | None
+    source: str
+
+
+def read_csv_list(path: str | os.PathLike, *, num_classes: int, separator: str = " ",
+                  path_prefix: str = "") -> list[VideoRecord]:
+    """Parse a SlowFast list file.
+
+    Raises:
+        DataError: the file is missing or empty, or a line has no separator, a label that is
+            not an integer, or a label outside ``[0, num_classes)``; the message names the
+            file and the 1-based line number.
+    """
+    path = Path(path)
+    if not separator:
+        raise DataError(f"{path}: DATA.PATH_LABEL_SEPARATOR must not be empty")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DataError(f"cannot read the video list {path}: {e}") from e
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if line:
+            records.append(_parse_line(line, path, number, num_classes, separator, path_prefix))
+    if not records:
+        raise DataError(f"video list {path} has no videos")
+    return records
+
+
+def _parse_line(line: str, path: Path, number: int, num_classes: int, separator: str,
+                prefix: str) -> VideoRecord:
+    where = f"{path} line {number}"
+    video, sep, label_text = line.rpartition(separator)
+    video = video.strip()
+    if not sep or not video:
+        hint = ""
+        if number == 1 and "youtube_id" in line:
+            hint = (" (this is the official Kinetics annotation CSV; convert it to "
+                    "'path label' lines first)")
+        raise DataError(f"{where}: expected 'path{separator}label', got {line!r}{hint}")
+    try:
+        label = int(label_text.strip())
+    except ValueError as e:
+        raise DataError(f"{where}: label {label_text.strip()!r} is not an integer ({line!r})") from e
+    if not 0 <= label < num_classes:
+        raise DataError(f"{where}: label {label} outside [0, MODEL.NUM_CLASSES = {num_classes}) ({line!r})")
+    return VideoRecord(os.path.join(prefix, video) if prefix else video, label)
+
+
+def _class_dirs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_class_folders(root: str | os.PathLike, *, num_classes: int,
+                       class_names: Sequence[str] | None = None) -> VideoList:
+    """List ``root/<class name>/<video>`` files.
+
+    Args:
+        root: folder with one sub-folder per class.
+        num_classes: ``MODEL.NUM_CLASSES``; more classes than this is an error.
+        class_names: the full ordered class list (default: the sorted sub-folders of
+            ``root``); a sub-folder missing from it is an error.
+
+    Raises:
+        DataError: ``root`` is not a folder, holds no videos, or its classes do not fit.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"class-folder root {root} is not a folder")
+    present = _class_dirs(root)
+    names = list(class_names) if class_names is not None else present
+    unknown = sorted(set(present) - set(names))
+    if unknown:
+        raise DataError(f"{root}: class folders {unknown[:5]} are not in the class list")
+    if len(names) > num_classes:
+        raise DataError(f"{root}: {len(names)} classes but MODEL.NUM_CLASSES = {num_classes}")
+    ids = {name: i for i, name in enumerate(names)}
+    records = [
+        VideoRecord(str(video), ids[name])
+        for name in present
+        for video in sorted((root / name).iterdir())
+        if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS
+    ]
+    if not records:
+        raise DataError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {root}/<class>/")
+    return VideoList(records, names, str(root))
+
+
+def load_split(data_dir: str | os.PathLike, split: str, *, num_classes: int, separator: str = " ",
+               path_prefix: str = "") -> VideoList:
+    """The videos of ``split``: ``data_dir/{split}.csv`` if it exists, else ``data_dir/{split}/<class>/``.
+
+    Raises:
+        DataError: neither exists (the message names both), or the list is malformed.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    data_dir = Path(data_dir)
+    csv_path, folder = data_dir / f"{split}.csv", data_dir / split
+    if csv_path.is_file():
+        records = read_csv_list(csv_path, num_classes=num_classes, separator=separator,
+                                path_prefix=path_prefix)
+        return VideoList(records, None, str(csv_path))
+    if folder.is_dir():
+        names = sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
+        return read_class_folders(folder, num_classes=num_classes, class_names=names)
+    raise DataError(f"no {split} list: neither {csv_path} nor the class folders {folder}/<class>/ exist "
+                    "(set DATA.PATH_TO_DATA_DIR)")

@@ -1,0 +1,1 @@
+"""Engine: turns a config into objects (model, loaders, optimizer) and runs jobs."""

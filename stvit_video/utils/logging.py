@@ -1,0 +1,43 @@
+"""Logging to the console and to ``OUTPUT_DIR/stdout.log``; only rank 0 logs below WARNING."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+_FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
+_DATE = "%m/%d %H:%M:%S"
+
+
+def setup_logging(output_dir: str | Path | None = None, rank: int = 0) -> logging.Logger:
+    """Configure the ``stvit_video`` logger once per process.
+
+    Args:
+        output_dir: if given, also append to ``output_dir/stdout.log`` (rank 0 only).
+        rank: global rank; other ranks only show warnings and errors.
+
+    Returns:
+        The package logger.
+    """
+    logger = logging.getLogger("stvit_video")
+    logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(_FORMAT, datefmt=_DATE)
+    console = logging.StreamHandler(sys.stdout)
+    console.setFormatter(formatter)
+    logger.addHandler(console)
+    if output_dir is not None and rank == 0:
+        path = Path(output_dir) / "stdout.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    return logger
+
+
+def get_logger(name: str) -> logging.Logger:
+    """Child logger of the package logger (``stvit_video.<name>``)."""
+    return logging.getLogger(name if name.startswith("stvit_video") else f"stvit_video.{name}")

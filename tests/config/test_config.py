@@ -1,0 +1,139 @@
+"""Config loading: name resolution, overrides, _BASE_, unknown keys, validation."""
+from pathlib import Path
+
+import pytest
+
+from stvit_video.config import assert_and_infer_cfg, available_configs, get_cfg_defaults, load_config
+from stvit_video.config.loader import resolve_config
+from stvit_video.utils.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_short_names_resolve_to_shipped_files():
+    assert resolve_config("kinetics400") == ROOT / "configs/kinetics400/default.yaml"
+    assert resolve_config("kinetics400/swin_t_32x2") == ROOT / "configs/kinetics400/swin_t_32x2.yaml"
+    assert resolve_config("swin_t_32x2") == ROOT / "configs/kinetics400/swin_t_32x2.yaml"
+    assert resolve_config("swin_t_32x2.yaml") == ROOT / "configs/kinetics400/swin_t_32x2.yaml"
+
+
+def test_a_path_is_taken_as_is(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("SOLVER:\n  BASE_LR: 0.5\n")
+    assert resolve_config(str(path)) == path
+    assert load_config(str(path)).SOLVER.BASE_LR == 0.5
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(ConfigError, match=r"swin_t_32x3'.*Did you mean .*swin_t_32x2.*--list-configs"):
+        resolve_config("kinetics400/swin_t_32x3")
+
+
+def test_default_kinetics400_is_stvit_r_swin_t_perframe():
+    cfg = load_config("kinetics400")
+    assert cfg.MODEL.ARCH == "stvit_swin3d"
+    assert cfg.STVIT.MODE == "perframe" and cfg.STVIT.RECOVERY is True
+    assert list(cfg.SWIN.DEPTHS) == [2, 2, 6, 2] and cfg.SWIN.EMBED_DIM == 96
+    assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE) == (32, 2)
+    assert cfg.is_frozen()
+
+
+@pytest.mark.parametrize("name", sorted(available_configs()))
+def test_every_shipped_config_merges_and_validates(name):
+    cfg = load_config(name)
+    assert_and_infer_cfg(cfg)
+
+
+def test_bases_are_hidden_from_the_list():
+    names = available_configs()
+    assert "kinetics400" in names and "kinetics400/swin_b_32x2" in names
+    assert not any(n.rsplit("/", 1)[-1].startswith("_") for n in names)
+
+
+def test_base_chain_merges_in_order(tmp_path):
+    (tmp_path / "a.yaml").write_text("SOLVER:\n  BASE_LR: 0.1\n  MAX_EPOCH: 7\nRNG_SEED: 1\n")
+    (tmp_path / "b.yaml").write_text("_BASE_: a.yaml\nSOLVER:\n  BASE_LR: 0.2\n")
+    (tmp_path / "c.yaml").write_text("_BASE_: b.yaml\nRNG_SEED: 3\n")
+    cfg = load_config(str(tmp_path / "c.yaml"), ["SOLVER.MAX_EPOCH", "9"])
+    assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_EPOCH, cfg.RNG_SEED) == (0.2, 9, 3)
+    assert cfg.SOLVER.WEIGHT_DECAY == get_cfg_defaults().SOLVER.WEIGHT_DECAY
+
+
+def test_overrides_are_applied_last():
+    cfg = load_config("kinetics400/swin_b_32x2", ["SOLVER.WEIGHT_DECAY", "0.1", "SWIN.DEPTHS", "[2, 2, 6, 2]"])
+    assert cfg.SOLVER.WEIGHT_DECAY == 0.1
+    assert list(cfg.SWIN.DEPTHS) == [2, 2, 6, 2]
+
+
+def test_unknown_override_key_names_the_closest_key():
+    with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LRR .*did you mean SOLVER\.BASE_LR\?"):
+        load_config("kinetics400", ["SOLVER.BASE_LRR", "0.1"])
+    with pytest.raises(ConfigError, match=r"SOLVR\.BASE_LR .*did you mean SOLVER\.BASE_LR\?"):
+        load_config("kinetics400", ["SOLVR.BASE_LR", "0.1"])
+
+
+def test_unknown_yaml_key_names_the_file_and_the_closest_key(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("_BASE_: " + str(ROOT / "configs/kinetics400/swin_t_32x2.yaml") + "\nTRAIN:\n  BATCH_SIZ: 8\n")
+    with pytest.raises(ConfigError, match=r"TRAIN\.BATCH_SIZ in config file .*typo\.yaml; did you mean TRAIN\.BATCH_SIZE"):
+        load_config(str(path))
+
+
+def test_unknown_key_in_a_base_file_is_caught(tmp_path):
+    (tmp_path / "base.yaml").write_text("MODEL:\n  NUM_CLASS: 10\n")
+    (tmp_path / "top.yaml").write_text("_BASE_: base.yaml\n")
+    with pytest.raises(ConfigError, match=r"MODEL\.NUM_CLASS .*did you mean MODEL\.NUM_CLASSES"):
+        load_config(str(tmp_path / "top.yaml"))
+
+
+def test_odd_override_list_is_an_error():
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        load_config("kinetics400", ["SOLVER.BASE_LR"])
+
+
+def test_wrong_value_type_names_the_key():
+    with pytest.raises(ConfigError, match="SOLVER.BASE_LR"):
+        load_config("kinetics400", ["SOLVER.BASE_LR", "fast"])
+
+
+def test_a_missing_yaml_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["NUM_GPUS", "3", "TRAIN.BATCH_SIZE", "8"], r"TRAIN\.BATCH_SIZE = 8: .*divisible by NUM_GPUS x NUM_SHARDS = 3"),
+    (["NUM_GPUS", "2", "NUM_SHARDS", "2", "TEST.BATCH_SIZE", "6"], r"TEST\.BATCH_SIZE = 6: .*= 4"),
+    (["NUM_GPUS", "-1"], r"NUM_GPUS = -1"),
+    (["NUM_SHARDS", "2", "SHARD_ID", "2"], r"SHARD_ID = 2: must be in \[0, NUM_SHARDS=2\)"),
+    (["MODEL.ARCH", "resnet50"], r"MODEL\.ARCH = 'resnet50': must be one of swin3d, stvit_swin3d"),
+    (["MODEL.NUM_CLASSES", "0"], r"MODEL\.NUM_CLASSES = 0"),
+    (["DATA.TRAIN_CROP_SIZE", "300"], r"DATA\.TRAIN_CROP_SIZE = 300: must be <= .*TRAIN_JITTER_SCALES\[0\] = 256"),
+    (["DATA.TRAIN_JITTER_SCALES", "[320, 256]"], r"DATA\.TRAIN_JITTER_SCALES = \[320, 256\]"),
+    (["TEST.NUM_ENSEMBLE_VIEWS", "0"], r"TEST\.NUM_ENSEMBLE_VIEWS = 0: must be an integer >= 1"),
+    (["TEST.NUM_SPATIAL_CROPS", "2"], r"TEST\.NUM_SPATIAL_CROPS = 2: must be 1 .* or 3"),
+    (["DATA.DECODING_BACKEND", "opencv"], r"DATA\.DECODING_BACKEND = 'opencv': must be one of decord, pyav"),
+    (["DATA.NUM_FRAMES", "0"], r"DATA\.NUM_FRAMES = 0"),
+    (["DATA.MEAN", "[0.5, 0.5]"], r"DATA\.MEAN = \[0\.5, 0\.5\]: needs one value per channel"),
+    (["DATA.STD", "[0.2, 0.0, 0.2]"], r"DATA\.STD .*must be > 0"),
+    (["SWIN.NUM_HEADS", "[3, 6, 12]"], r"SWIN\.NUM_HEADS = \[3, 6, 12\]: needs one entry per stage"),
+    (["SWIN.NUM_HEADS", "[5, 6, 12, 24]"], r"stage 0 has 96 channels, not divisible by 5 heads"),
+    (["SWIN.WINDOW_SIZE", "[8, 7]"], r"SWIN\.WINDOW_SIZE = \[8, 7\]: must be three integers"),
+    (["SWIN.DROP_PATH_RATE", "1.5"], r"SWIN\.DROP_PATH_RATE = 1\.5"),
+    (["STVIT.MODE", "framewise"], r"STVIT\.MODE = 'framewise': must be one of perframe, spatiotemporal"),
+    (["SOLVER.BASE_LR", "0.0"], r"SOLVER\.BASE_LR = 0\.0: must be > 0"),
+    (["SOLVER.OPTIMIZING_METHOD", "lamb"], r"SOLVER\.OPTIMIZING_METHOD = 'lamb'"),
+    (["SOLVER.WARMUP_EPOCHS", "40.0"], r"SOLVER\.WARMUP_EPOCHS = 40\.0: must be in \[0, SOLVER\.MAX_EPOCH = 30\]"),
+    (["TRAIN.CHECKPOINT_TYPE", "caffe2"], r"TRAIN\.CHECKPOINT_TYPE = 'caffe2'"),
+])
+def test_validation_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("kinetics400", overrides)
+
+
+def test_validation_is_pure():
+    cfg = load_config("kinetics400")
+    before = cfg.dump()
+    assert_and_infer_cfg(cfg)
+    assert_and_infer_cfg(cfg)
+    assert cfg.dump() == before

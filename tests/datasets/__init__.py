@@ -1,0 +1,1 @@
+"""Tests of stvit_video.datasets (mirrors the package)."""

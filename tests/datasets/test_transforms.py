@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+import torch
+
+from stvit_video.datasets.mixup import VideoMixup
+from stvit_video.datasets.synthetic import frame_pattern
+from stvit_video.datasets.transforms import (
+    EvalTransform, TrainTransform, horizontal_flip, normalize_to_cthw, parse_rand_augment, random_crop,
+    random_resized_crop, short_side_scale, to_tchw, uniform_crop,
+)
+from stvit_video.utils.errors import ConfigError
+
+MEAN, STD = (0.45, 0.45, 0.45), (0.225, 0.225, 0.225)
+
+
+def _frames(t: int = 4, h: int = 48, w: int = 64) -> torch.Tensor:
+    """uint8 (T, H, W, C) synthetic frames."""
+    return torch.from_numpy(np.stack([frame_pattern(i, h, w) for i in range(t)]))
+
+
+def _columns(t: int, c: int, h: int, w: int) -> torch.Tensor:
+    """(T, C, H, W) uint8 whose value is the column index: tells where a crop came from."""
+    return torch.arange(w, dtype=torch.uint8).expand(t, c, h, w)
+
+
+def test_to_tchw_is_a_view_and_checks_its_input():
+    frames = _frames()
+    x = to_tchw(frames)
+    assert x.shape == (4, 3, 48, 64) and x.data_ptr() == frames.data_ptr()
+    assert torch.equal(x[2, :, 5, 7], frames[2, 5, 7])
+    with pytest.raises(ValueError, match=r"\(T, H, W, C\) uint8"):
+        to_tchw(frames.float())
+
+
+def test_normalize_to_cthw_layout_and_values():
+    frames = _frames()
+    out = normalize_to_cthw(to_tchw(frames), (0.5, 0.25, 0.0), (0.5, 0.25, 1.0))
+    assert out.shape == (3, 4, 48, 64) and out.dtype == torch.float32 and out.is_contiguous()
+    expected = (frames[1, 5, 7].float() / 255 - torch.tensor([0.5, 0.25, 0.0])) / torch.tensor([0.5, 0.25, 1.0])
+    assert torch.allclose(out[:, 1, 5, 7], expected, atol=1e-6)
+    raw = normalize_to_cthw(to_tchw(frames), (0.0,) * 3, (1.0,) * 3)
+    assert torch.equal(raw, frames.permute(3, 0, 1, 2).float() / 255)
+
+
+def test_short_side_scale_keeps_aspect():
+    assert short_side_scale(to_tchw(_frames(2, 48, 64)), 56).shape == (2, 3, 56, 74)
+    assert short_side_scale(to_tchw(_frames(2, 64, 48)), 56).shape == (2, 3, 74, 56)
+    assert short_side_scale(to_tchw(_frames(2, 240, 320)), 224).shape == (2, 3, 224, 298)
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\) uint8"):
+        short_side_scale(torch.rand(2, 3, 48, 64), 56)
+
+
+def test_three_crops_along_the_long_side():
+    x = _columns(2, 3, 48, 64)
+    left, centre, right = (uniform_crop(x, 48, i) for i in range(3))
+    assert [int(c[0, 0, 0, 0]) for c in (left, centre, right)] == [0, 8, 16]
+    assert all(c.shape == (2, 3, 48, 48) for c in (left, centre, right))
+    portrait = torch.arange(64, dtype=torch.uint8).view(64, 1).expand(2, 3, 64, 48)  # value = row
+    assert [int(uniform_crop(portrait, 48, i)[0, 0, 0, 0]) for i in range(3)] == [0, 8, 16]
+    assert int(uniform_crop(_columns(1, 1, 48, 63), 48, 1)[0, 0, 0, 0]) == 8  # centre rounded up
+
+
+def test_random_crop_and_flip():
+    torch.manual_seed(0)
+    x = _columns(2, 3, 48, 64)
+    lefts = {int(random_crop(x, 48)[0, 0, 0, 0]) for _ in range(200)}
+    assert lefts == set(range(17))
+    flips = {int(horizontal_flip(x)[0, 0, 0, 0]) for _ in range(50)}
+    assert flips == {0, 63}
+    with pytest.raises(ValueError, match="scale it first"):
+        random_crop(x, 56)
+
+
+def test_random_resized_crop_size():
+    out = random_resized_crop(to_tchw(_frames(4, 48, 64)), 32, (0.08, 1.0), (0.75, 1.333))
+    assert out.shape == (4, 3, 32, 32) and out.dtype == torch.uint8
+
+
+def test_eval_transform_is_an_exact_crop_when_no_scaling_is_needed():
+    frames = _frames()
+    out = EvalTransform(short_side=48, crop_size=48, mean=MEAN, std=STD)(frames, 2)
+    expected = normalize_to_cthw(to_tchw(frames)[..., 16:64], MEAN, STD)
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("relative", [(), (0.2, 1.0)])
+def test_train_transform_shapes_with_every_augmentation(relative):
+    torch.manual_seed(0)
+    transform = TrainTransform(crop_size=56, jitter_scales=(64, 80), relative_scales=relative, mean=MEAN,
+                               std=STD, rand_augment="rand-m7-n4-mstd0.5-inc1", erase_prob=1.0)
+    for frames in (_frames(4, 48, 64), _frames(4, 24, 32)):  # the second is smaller than the crop
+        out = transform(frames)
+        assert out.shape == (3, 4, 56, 56) and out.dtype == torch.float32
+        assert torch.isfinite(out).all()
+    assert "rand-m7" in repr(transform)
+
+
+def test_random_erasing_erases_the_same_box_in_every_frame():
+    torch.manual_seed(1)
+    transform = TrainTransform(crop_size=56, jitter_scales=(64, 64), mean=(0.0,) * 3, std=(1.0,) * 3,
+                               erase_prob=1.0, erase_mode="const")
+    out = transform(torch.full((4, 64, 64, 3), 255, dtype=torch.uint8))
+    erased = out == 0  # the clip is all ones except the erased box
+    assert erased.any()
+    assert torch.equal(erased, erased[:1, :1].expand_as(erased))
+
+
+def test_parse_rand_augment():
+    assert tuple(parse_rand_augment("rand-m7-n4-mstd0.5-inc1")) == (7, 4, 0.5, 0.5)
+    assert tuple(parse_rand_augment("rand-m9-n2-p0.8")) == (9, 2, 0.5, 0.8)
+    for bad in ("auto-m7", "rand-m7-x3", "rand-p2"):
+        with pytest.raises(ConfigError, match="AUG.AA_TYPE"):
+            parse_rand_augment(bad)
+
+
+def test_video_mixup_targets_and_cutmix_box():
+    np.random.seed(0)
+    frames = torch.rand(4, 3, 5, 16, 16)
+    original = frames.clone()
+    labels = torch.tensor([0, 1, 2, 3])
+    mixed, targets = VideoMixup(mixup_alpha=0.0, cutmix_alpha=1.0, prob=1.0, switch_prob=0.5,
+                                label_smoothing=0.1, num_classes=5)(frames, labels)
+    assert mixed.shape == (4, 3, 5, 16, 16) and targets.shape == (4, 5)
+    assert torch.allclose(targets.sum(1), torch.ones(4))
+    # clip 0 took a box from clip 3 (the batch reversed): the same box in every channel and frame
+    from_other = (mixed[0] == original[3]) & (mixed[0] != original[0])
+    assert from_other.any()
+    assert torch.equal(from_other, from_other[:1, :1].expand_as(from_other))
+    lam = 1 - from_other[0, 0].float().mean()
+    assert targets[0, 0] == pytest.approx(float(lam) * (0.9 + 0.02) + (1 - float(lam)) * 0.02, abs=1e-5)
+
+
+def test_video_mixup_mixup_only_and_errors():
+    np.random.seed(0)
+    frames, labels = torch.rand(2, 3, 2, 8, 8), torch.tensor([0, 1])
+    a, b = frames[0].clone(), frames[1].clone()
+    mixed, targets = VideoMixup(mixup_alpha=0.8, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5,
+                                label_smoothing=0.0, num_classes=2)(frames, labels)
+    lam = float(targets[0, 0])
+    assert torch.allclose(mixed[0], lam * a + (1 - lam) * b, atol=1e-6)
+    with pytest.raises(ValueError, match="even batch"):
+        VideoMixup(mixup_alpha=0.8, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5, label_smoothing=0.0,
+                   num_classes=2)(torch.rand(3, 3, 2, 8, 8), torch.tensor([0, 1, 0]))

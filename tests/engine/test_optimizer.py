@@ -1,0 +1,44 @@
+"""Parameter groups: STViT blocks in their own group, decay rules, backbone LR multiplier."""
+import torch
+
+from stvit_video.config import load_config
+from stvit_video.engine.optimizer import build_optimizer, build_param_groups
+from stvit_video.models import STViTSwinTransformer3D, SwinTransformer3D
+
+from tests.models.conftest import SWIN_MINI
+
+
+def _by_role(groups):
+    return {(g["role"], g["weight_decay"] > 0): g for g in groups}
+
+
+def test_stgm_blocks_get_their_own_group_unaffected_by_the_backbone_multiplier():
+    model = STViTSwinTransformer3D(**SWIN_MINI, use_global=True)
+    groups = _by_role(build_param_groups(model, weight_decay=0.05, backbone_lr_mult=0.1))
+    stgm_names = set(groups[("stgm", True)]["param_names"]) | set(groups[("stgm", False)]["param_names"])
+    assert stgm_names == model.semantic_parameter_names()
+    assert groups[("stgm", True)]["lr_mult"] == 1.0 and groups[("backbone", True)]["lr_mult"] == 0.1
+    assert groups[("head", True)]["lr_mult"] == 1.0
+    # every trainable parameter is in exactly one group
+    all_names = [n for g in groups.values() for n in g["param_names"]]
+    assert sorted(all_names) == sorted(n for n, _ in model.named_parameters())
+
+
+def test_decay_excludes_1d_parameters_and_bias_tables_but_not_global_centres():
+    model = STViTSwinTransformer3D(**SWIN_MINI, use_global=True)
+    groups = build_param_groups(model, weight_decay=0.05)
+    decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["param_names"]}
+    assert "layers.2.global_centres" in decayed
+    assert "layers.2.blocks.1.attn.q.weight" in decayed and "head.fc.weight" in decayed
+    for name in ("layers.2.blocks.1.layer_scale_1", "layers.2.blocks.1.norm1.weight", "head.fc.bias",
+                 "layers.0.blocks.0.attn.relative_position_bias_table", "layers.0.blocks.0.attn.qkv.bias"):
+        assert name not in decayed, name
+
+
+def test_build_optimizer_applies_the_multipliers():
+    cfg = load_config("kinetics400/swin_t_32x2", ["SOLVER.BACKBONE_LR_MULT", "0.1", "SOLVER.BASE_LR", "0.002"])
+    model = SwinTransformer3D(**SWIN_MINI)
+    optimizer = build_optimizer(cfg, model)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    lrs = {(g["role"], g["weight_decay"]): g["lr"] for g in optimizer.param_groups}
+    assert lrs[("backbone", 0.02)] == 0.0002 and lrs[("head", 0.02)] == 0.002
