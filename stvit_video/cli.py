@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.cfg_file, args.overrides)
     if args.summary or args.flops:
         from stvit_video.engine import model_report
+        from stvit_video.utils.logging import setup_logging
+
+        setup_logging()  # the checkpoint load report of --summary goes to the console
 
         if args.summary:
             print(model_report.summary(cfg))

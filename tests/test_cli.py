@@ -89,3 +89,27 @@ def test_console_script_is_installed():
     assert script.exists()
     result = subprocess.run([str(script), "--list-configs"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "kinetics400" in result.stdout
+
+
+def test_summary_loads_the_configured_checkpoint_and_logs_fresh_parameters(tmp_path, capsys):
+    from stvit_video.config import load_config
+    from stvit_video.models import build_model
+
+    swin_cfg = load_config("kinetics400/swin_t_32x2", ["MODEL.NUM_CLASSES", "5"])
+    swin = build_model(swin_cfg)
+    sd = {("cls_head.fc_cls." + k[8:]) if k.startswith("head.fc.") else "backbone." + k: v
+          for k, v in swin.state_dict().items()}
+    path = tmp_path / "video_swin_t.pth"
+    import torch
+
+    torch.save({"state_dict": sd}, path)
+    assert main(["--cfg", "kinetics400", "--summary", "MODEL.NUM_CLASSES", "5",
+                 "TRAIN.CHECKPOINT_FILE_PATH", str(path), "TRAIN.CHECKPOINT_TYPE", "video_swin"]) == 0
+    out = capsys.readouterr().out
+    assert "freshly initialised: layers.2.blocks.1.layer_scale_1 (STViT layer scale)" in out
+    assert "checkpoint key not used: layers.2.blocks.1.attn.relative_position_bias_table" in out
+
+
+def test_a_missing_checkpoint_is_one_clear_error(tmp_path, capsys):
+    assert main(["--cfg", "kinetics400", "--summary", "TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "x.pth")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: checkpoint file {tmp_path / 'x.pth'} does not exist"

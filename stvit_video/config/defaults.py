@@ -28,6 +28,9 @@ _C.TRAIN.AUTO_RESUME = True
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
 # Format of TRAIN.CHECKPOINT_FILE_PATH: "native", "video_swin" (mmaction 3D) or "swin2d" (ImageNet, inflated).
 _C.TRAIN.CHECKPOINT_TYPE = "native"
+# Fine-tuning on other classes: keep a fresh classifier when the checkpoint's does not fit
+# (always the case for "swin2d"); otherwise a head mismatch is an error.
+_C.TRAIN.CHECKPOINT_REINIT_HEAD = False
 
 # ---------------------------------------------------------------------------- #
 # Testing

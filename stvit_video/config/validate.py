@@ -136,6 +136,26 @@ def _check_model(cfg: CfgNode) -> None:
     _require(0.0 <= cfg.SWIN.DROP_PATH_RATE < 1.0, "SWIN.DROP_PATH_RATE", cfg.SWIN.DROP_PATH_RATE,
              "must be in [0, 1)")
     _one_of(cfg, "STVIT.MODE", STVIT_MODES)
+    if cfg.MODEL.ARCH == "stvit_swin3d":
+        _check_stvit(cfg, depths)
+
+
+def _check_stvit(cfg: CfgNode, depths: list[int]) -> None:
+    stage = cfg.STVIT.STAGE
+    _require(isinstance(stage, int) and 0 <= stage < len(depths), "STVIT.STAGE", stage,
+             f"must be a stage index in [0, {len(depths)}) of SWIN.DEPTHS = {depths}")
+    units = cfg.STVIT.NUM_UNITS
+    _require(isinstance(units, int) and 1 <= units <= depths[stage] // 6, "STVIT.NUM_UNITS", units,
+             f"each unit replaces 6 blocks; stage {stage} has {depths[stage]} (SWIN.DEPTHS), so 1 to "
+             f"{depths[stage] // 6} units")
+    window = min(cfg.SWIN.WINDOW_SIZE[1], cfg.SWIN.WINDOW_SIZE[2])
+    s = cfg.STVIT.SAMPLE_WINDOW_SIZE
+    _require(isinstance(s, int) and 1 <= s <= window, "STVIT.SAMPLE_WINDOW_SIZE", s,
+             f"must be an integer in [1, {window}] (tokens per window side, window from SWIN.WINDOW_SIZE)")
+    _positive_int(cfg, "STVIT.TEMPORAL_POOL")
+    _require(cfg.STVIT.MODE == "spatiotemporal" or cfg.STVIT.TEMPORAL_POOL == 1, "STVIT.TEMPORAL_POOL",
+             cfg.STVIT.TEMPORAL_POOL, "must be 1 with STVIT.MODE perframe (use spatiotemporal to pool slices)")
+    _require(cfg.STVIT.LAYER_SCALE_INIT >= 0, "STVIT.LAYER_SCALE_INIT", cfg.STVIT.LAYER_SCALE_INIT, "must be >= 0")
 
 
 def _check_solver(cfg: CfgNode) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 
 import torch
 
+from stvit_video.engine.model_setup import build_initialised_model
 from stvit_video.models import build_model
 from stvit_video.utils.flops import NOT_COUNTED, count_flops, count_parameters
 
@@ -16,8 +17,9 @@ def view_shape(cfg: Any) -> tuple[int, int, int, int, int]:
 
 
 def summary(cfg: Any) -> str:
-    """Module tree plus parameter counts (total and per top-level module)."""
-    model = build_model(cfg)
+    """Module tree plus parameter counts; loads TRAIN.CHECKPOINT_FILE_PATH first if set, so a
+    checkpoint can be checked against a config without training."""
+    model = build_initialised_model(cfg)
     lines = [repr(model), "", f"model: {cfg.MODEL.ARCH} ({type(model).__name__})"]
     parts = [("patch_embed", model.patch_embed)]
     parts += [(f"stage {i + 1}", layer) for i, layer in enumerate(model.layers)]

@@ -11,7 +11,8 @@ One *unit* replaces six consecutive Swin blocks of a stage, one for one::
       0  Swin window block on X (no shift)                        X
       1  STGM layer 1: P = max-pool of X per window cell;         S = g1*Attn(P, [P; X_cell]) + MLP
          no residual on the attention branch
-      2  STGM layer 2: S (+ global centres G) attends [S; X]     S   (residual)
+      2  STGM layer 2: S (+ global centres G, first unit only)   S   (residual)
+         attends [S; X]
       3  S-only block, local: attention inside each cell's s x s tokens
       4  S-only block, global: attention over the group's semantic tokens
       5  recovery: X attends S, residual on X, MLP                X   (STViT-R)
@@ -366,10 +367,10 @@ class STViTStage3D(nn.Module):
         s = blk(cells_p, kv)  # (B*cells, s*s, C)
         return window_reverse(s, geo.cell, B, *geo.grid)
 
-    def _stgm2(self, blk: SemanticBlock, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def _stgm2(self, blk: SemanticBlock, s: torch.Tensor, x: torch.Tensor, add_global: bool) -> torch.Tensor:
         B, Tg, Hg, Wg, C = s.shape
         q = s
-        if self.global_centres is not None:
+        if add_global:  # G enters the residual stream; the keys use S without G
             q = s + self._global_centres((Hg, Wg)).view(1, 1, Hg, Wg, C)
         kv = torch.cat([to_groups(blk.project_kv(s), self.per_slice),
                         to_groups(blk.project_kv(x), self.per_slice)], dim=1)
@@ -390,13 +391,14 @@ class STViTStage3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W, C) -> next stage's input (see class docstring)."""
         s: Optional[torch.Tensor] = None
-        for blk, role in zip(self.blocks, self.roles):
+        for j, (blk, role) in enumerate(zip(self.blocks, self.roles)):
             if role in ("swin", "unit_swin"):
                 x = blk(x)  # Swin blocks checkpoint themselves
             elif role == "stgm1":
                 s = self._call(lambda a, b=blk: self._stgm1(b, a), x)
             elif role == "stgm2":
-                s = self._call(lambda a, c, b=blk: self._stgm2(b, a, c), s, x)
+                add_global = self.global_centres is not None and j == self.first_unit + 2  # first unit only
+                s = self._call(lambda a, c, b=blk, g=add_global: self._stgm2(b, a, c, g), s, x)
             elif role == "local":
                 s = self._call(lambda a, b=blk: self._local(b, a), s)
             elif role == "global":

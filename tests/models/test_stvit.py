@@ -108,7 +108,7 @@ def test_semantic_block_without_residual_outputs_only_its_branches():
 # --- per-frame vs spatiotemporal -------------------------------------------------------------
 def _semantic_tokens(stage, x):
     s = stage._stgm1(stage.blocks[1], x)
-    return s, stage._stgm2(stage.blocks[2], s, x)
+    return s, stage._stgm2(stage.blocks[2], s, x, add_global=False)
 
 
 def test_perframe_semantic_tokens_of_a_slice_depend_only_on_that_slice():
@@ -195,3 +195,20 @@ def test_windows_of_the_semantic_grid_are_the_cells():
     s = torch.arange(6 * 6, dtype=torch.float).view(1, 1, 6, 6, 1)
     cells = window_partition(s, (1, 3, 3))
     assert cells[1, :, 0].tolist() == [3, 4, 5, 9, 10, 11, 15, 16, 17]
+
+
+def test_global_centres_enter_the_first_unit_only():
+    stage = _stage(depth=12, drop_path=[0.0] * 12, num_units=2, use_global=True).eval()
+    calls = []
+    original = stage._stgm2
+    stage._stgm2 = lambda blk, s, x, add_global: calls.append(add_global) or original(blk, s, x, add_global)
+    with torch.no_grad():
+        stage(torch.randn(1, 2, 14, 14, 16))
+    assert calls == [True, False]
+    # and G changes the queries: S differs from the same stage without G
+    s = stage._stgm1(stage.blocks[1], torch.randn(1, 2, 14, 14, 16))
+    x = torch.randn(1, 2, 14, 14, 16)
+    with torch.no_grad():
+        with_g = original(stage.blocks[2], s, x, True)
+        without = original(stage.blocks[2], s, x, False)
+    assert (with_g - without).abs().max() > 1e-3

@@ -1,0 +1,29 @@
+"""The model of a run: built from the config, then initialised from TRAIN.CHECKPOINT_FILE_PATH."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from torch import nn
+
+from stvit_video.models import build_model
+from stvit_video.models.weights import load_pretrained
+
+logger = logging.getLogger(__name__)
+
+
+def build_initialised_model(cfg: Any) -> nn.Module:
+    """``build_model(cfg)``, then the weights of TRAIN.CHECKPOINT_FILE_PATH if one is set.
+
+    The checkpoint is read as TRAIN.CHECKPOINT_TYPE; every fresh or unused key is logged
+    (see :func:`stvit_video.models.weights.load_pretrained`). A 2D ImageNet checkpoint never
+    has a fitting classifier, so its head is always re-initialised.
+    """
+    model = build_model(cfg)
+    path = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if path:
+        fmt = cfg.TRAIN.CHECKPOINT_TYPE
+        logger.info("initialising %s from %s (%s)", cfg.MODEL.ARCH, path, fmt)
+        load_pretrained(model, path, fmt=fmt, reinit_head=cfg.TRAIN.CHECKPOINT_REINIT_HEAD or fmt == "swin2d",
+                        log=logger)
+    return model
