@@ -141,13 +141,15 @@ def _check_model(cfg: CfgNode) -> None:
 
 
 def _check_stvit(cfg: CfgNode, depths: list[int]) -> None:
+    from stvit_video.models.stvit import UNIT_DEPTH  # torch-only import
+
     stage = cfg.STVIT.STAGE
     _require(isinstance(stage, int) and 0 <= stage < len(depths), "STVIT.STAGE", stage,
              f"must be a stage index in [0, {len(depths)}) of SWIN.DEPTHS = {depths}")
     units = cfg.STVIT.NUM_UNITS
-    _require(isinstance(units, int) and 1 <= units <= depths[stage] // 6, "STVIT.NUM_UNITS", units,
-             f"each unit replaces 6 blocks; stage {stage} has {depths[stage]} (SWIN.DEPTHS), so 1 to "
-             f"{depths[stage] // 6} units")
+    _require(isinstance(units, int) and 1 <= units <= depths[stage] // UNIT_DEPTH, "STVIT.NUM_UNITS", units,
+             f"each unit replaces {UNIT_DEPTH} blocks; stage {stage} has {depths[stage]} (SWIN.DEPTHS), so 1 to "
+             f"{depths[stage] // UNIT_DEPTH} units")
     window = min(cfg.SWIN.WINDOW_SIZE[1], cfg.SWIN.WINDOW_SIZE[2])
     s = cfg.STVIT.SAMPLE_WINDOW_SIZE
     _require(isinstance(s, int) and 1 <= s <= window, "STVIT.SAMPLE_WINDOW_SIZE", s,

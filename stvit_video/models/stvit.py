@@ -397,7 +397,7 @@ class STViTStage3D(nn.Module):
             elif role == "stgm1":
                 s = self._call(lambda a, b=blk: self._stgm1(b, a), x)
             elif role == "stgm2":
-                add_global = self.global_centres is not None and j == self.first_unit + 2  # first unit only
+                add_global = self.global_centres is not None and j == self.roles.index("stgm2")  # first unit only
                 s = self._call(lambda a, c, b=blk, g=add_global: self._stgm2(b, a, c, g), s, x)
             elif role == "local":
                 s = self._call(lambda a, b=blk: self._local(b, a), s)
