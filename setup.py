@@ -18,11 +18,15 @@ def _version() -> str:
 setup(
     name="stvit-video",
     version=_version(),
-    description="STViT semantic-token Video Swin Transformers for Kinetics, with a SlowFast-style trainer",
+    description="STViT semantic-token Video Swin Transformers for Kinetics: trainer, multi-view tester, reports",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=find_packages(include=["stvit_video", "stvit_video.*", "data_prep", "data_prep.*"]),
+    packages=find_packages(include=["stvit_video", "stvit_video.*", "data_prep", "data_prep.*"])
+    + ["stvit_video.configs"],
+    # the repository keeps configs/ at the top; a wheel carries them as stvit_video/configs
+    package_dir={"stvit_video.configs": "configs"},
+    package_data={"stvit_video.configs": ["*.yaml", "*/*.yaml"]},
     install_requires=[
         "torch>=2.2",
         "torchvision",
@@ -39,6 +43,7 @@ setup(
         "matplotlib",
         "numpy",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # the suite builds a wheel without build isolation: setuptools >= 70.1 has bdist_wheel built in
+    extras_require={"test": ["pytest>=7", "setuptools>=70.1"]},
     entry_points={"console_scripts": ["stvit-run=stvit_video.cli:main"]},
 )

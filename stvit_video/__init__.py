@@ -1,7 +1,7 @@
-"""stvit-video: STViT semantic-token Video Swin Transformers for Kinetics."""
-from stvit_video import compat as _compat
-from stvit_video.version import __version__
+"""stvit-video: STViT semantic-token Video Swin Transformers for Kinetics.
 
-_compat.apply()
+Importing the package is cheap (no torch): subpackages load what they need when used.
+"""
+from stvit_video.version import __version__
 
 __all__ = ["__version__"]

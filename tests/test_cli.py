@@ -40,7 +40,8 @@ def test_list_configs_prints_one_line_per_config(capsys):
 def test_summary_prints_structure_and_parameter_count(capsys):
     assert main(["--cfg", "kinetics400", "--summary"]) == 0
     out = capsys.readouterr().out
-    assert "STViTSwinTransformer3D(" in out and "SemanticBlock(" in out
+    assert "STViTStage3D(" in out and "SemanticBlock(" in out
+    assert "model: stvit_r_swin3d_tiny_perframe (SwinTransformer3D)" in out
     assert "total          28.010 M parameters" in out
 
 
@@ -62,13 +63,11 @@ def test_config_errors_exit_2_with_one_line(capsys):
     assert err == "error: unknown config key SOLVER.BASE_LRR in the command-line overrides; did you mean SOLVER.BASE_LR?"
 
 
-def test_job_writes_config_then_says_trainer_is_missing(tmp_path, capsys):
+def test_a_job_without_data_fails_before_writing_anything(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["--cfg", "kinetics400", "OUTPUT_DIR", str(out)]) == 3
-    assert "training (TRAIN.ENABLE True)" in capsys.readouterr().err
-    dumped = (out / "config.yaml").read_text()
-    assert "ARCH: stvit_swin3d" in dumped
-    assert (out / "stdout.log").exists()
+    assert main(["--cfg", "kinetics400", "OUTPUT_DIR", str(out), "DATA.PATH_TO_DATA_DIR", str(tmp_path / "k400")]) == 2
+    assert "error: no train list: neither" in capsys.readouterr().err
+    assert not out.exists()  # no output folder, no config dump, no log for a run that never started
 
 
 def test_job_with_nothing_enabled_succeeds(tmp_path):

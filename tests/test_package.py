@@ -1,4 +1,6 @@
 """Install-level behaviour: import boundaries, the pytorchvideo alias, README <-> CI."""
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,31 +13,93 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=300)
 
 
-def test_pytorchvideo_transforms_needs_the_alias_and_works_after_import_stvit_video():
+def test_import_stvit_video_is_light_and_patches_nothing():
+    result = _python("import sys\n"
+                     "import stvit_video\n"
+                     "print(sorted(m for m in ('torch', 'torchvision', 'torchvision.transforms.functional_tensor') "
+                     "if m in sys.modules))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_pytorchvideo_needs_the_alias_which_the_transforms_apply_when_they_first_need_it():
     without = _python("import pytorchvideo.transforms")
     assert without.returncode != 0
     assert "torchvision.transforms.functional_tensor" in without.stderr
-    with_alias = _python(
-        "import stvit_video, sys\n"
-        "import pytorchvideo.transforms\n"
+    lazily = _python(
+        "import sys\n"
+        "from stvit_video.datasets.transforms import TrainTransform\n"
+        "assert 'torchvision.transforms.functional_tensor' not in sys.modules  # nothing patched yet\n"
+        "TrainTransform(crop_size=32, jitter_scales=(32, 40), rand_augment='rand-m7-n2')\n"
         "assert sys.modules['torchvision.transforms.functional_tensor'] is "
         "sys.modules['torchvision.transforms._functional_tensor']\n"
         "print('ok')")
-    assert with_alias.returncode == 0, with_alias.stderr
-    assert with_alias.stdout.strip() == "ok"
+    assert lazily.returncode == 0, lazily.stderr
+    assert lazily.stdout.strip() == "ok"
 
 
 def test_alias_is_a_no_op_when_called_again():
     from stvit_video.compat import alias_torchvision_functional_tensor
 
-    import stvit_video  # noqa: F401  (installs the alias)
+    alias_torchvision_functional_tensor()
     assert alias_torchvision_functional_tensor() is False
 
 
 def test_all_required_packages_import():
-    result = _python("import stvit_video, timm, torchvision, pytorchvideo.transforms, decord, av, fvcore, "
-                     "simplejson; print('ok')")
+    result = _python("from stvit_video import compat; compat.apply()\n"
+                     "import stvit_video, timm, torchvision, pytorchvideo.transforms, decord, av, fvcore, simplejson\n"
+                     "print('ok')")
     assert result.returncode == 0, result.stderr
+
+
+def test_list_configs_and_help_answer_without_torch():
+    for flag in ("--list-configs", "--help"):
+        result = _python("import runpy, sys\n"
+                         f"sys.argv = ['run_net.py', '{flag}']\n"
+                         "try:\n    runpy.run_module('stvit_video', run_name='__main__')\n"
+                         "except SystemExit as e:\n    assert not e.code, e.code\n"
+                         "print('TORCH' if 'torch' in sys.modules else 'NO TORCH', file=sys.stderr)")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip().endswith("NO TORCH"), flag
+
+
+def test_the_wheel_ships_the_configs_and_runs_from_anywhere(tmp_path):
+    """Installed as users install it (a wheel, not editable), from another directory."""
+    wheel_dir, target, elsewhere = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # build from a copy: setuptools leaves build/ and *.egg-info in the source folder
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.py", "README.md", "configs", "stvit_video", "data_prep"):
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(source)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheel_dir.glob("stvit_video-*.whl")
+    installed = subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(target), str(wheel)],
+                               capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    script = target / "bin" / "stvit-run"
+
+    def run(*args):
+        result = subprocess.run([sys.executable, str(script), *args], cwd=elsewhere, env=env, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert "kinetics400/swin_t_32x2" in run("--list-configs")
+    flops = run("--cfg", "kinetics400", "--flops", "DATA.NUM_FRAMES", "4", "DATA.TEST_CROP_SIZE", "64",
+                "SWIN.EMBED_DIM", "24")
+    assert "per view" in flops and "stvit_r_swin3d_tiny_perframe" in flops
+    where = subprocess.run([sys.executable, "-c", "import stvit_video.config as c; print(c.configs_root())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.strip() == str(target / "stvit_video" / "configs")
+    assert not (elsewhere / "output").exists()
 
 
 def test_models_import_without_data_or_flop_dependencies():

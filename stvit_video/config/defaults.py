@@ -22,11 +22,24 @@ _C.TRAIN.BATCH_SIZE = 64
 _C.TRAIN.EVAL_PERIOD = 1
 # Save a checkpoint every this many epochs.
 _C.TRAIN.CHECKPOINT_PERIOD = 1
+# Also save every this many iterations inside an epoch (0 = off); for long epochs, so a
+# preempted job loses little. Only the newest mid-epoch checkpoint is kept.
+_C.TRAIN.CHECKPOINT_PERIOD_ITERS = 0
+# Gradient accumulation: optimizer step every this many batches (reaches the reference
+# batch of SOLVER.REFERENCE_BATCH_SIZE on fewer GPUs).
+_C.TRAIN.ACCUM_STEPS = 1
+# Mixed precision on CUDA (autocast); CPU runs always train in fp32.
+_C.TRAIN.MIXED_PRECISION = True
+# Autocast dtype with TRAIN.MIXED_PRECISION: "bf16" (no loss scaling needed) or "fp16" (with a GradScaler).
+_C.TRAIN.AMP_DTYPE = "bf16"
+# Label smoothing of the training targets (also of the MixUp/CutMix soft targets).
+_C.TRAIN.LABEL_SMOOTHING = 0.0
 # Resume from the newest checkpoint in OUTPUT_DIR if there is one.
 _C.TRAIN.AUTO_RESUME = True
 # Initialise from this checkpoint file ("" = random init / STViT from scratch).
 _C.TRAIN.CHECKPOINT_FILE_PATH = ""
-# Format of TRAIN.CHECKPOINT_FILE_PATH: "native", "video_swin" (mmaction 3D) or "swin2d" (ImageNet, inflated).
+# Format of TRAIN.CHECKPOINT_FILE_PATH: "native" (ours), "video_swin" (official Video Swin /
+# mmaction, 3D), "swin2d" (ImageNet Swin, inflated) or "stvit_r2d" (released 2D STViT-R, inflated).
 _C.TRAIN.CHECKPOINT_TYPE = "native"
 # Fine-tuning on other classes: keep a fresh classifier when the checkpoint's does not fit
 # (always the case for "swin2d"); otherwise a head mismatch is an error.
@@ -42,8 +55,25 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "kinetics"
 # Global mini-batch size in views.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test ("" = the newest one in OUTPUT_DIR).
+# Checkpoint to test ("" = best.pyth, else last.pyth, in OUTPUT_DIR/checkpoints).
 _C.TEST.CHECKPOINT_FILE_PATH = ""
+# Format of TEST.CHECKPOINT_FILE_PATH: "native" (ours: model, classes and test transform inside;
+# its transform wins over the config) or a foreign layout as in TRAIN.CHECKPOINT_TYPE.
+_C.TEST.CHECKPOINT_TYPE = "native"
+# Allow testing a randomly initialised model when there is no checkpoint (else an error).
+_C.TEST.ALLOW_RANDOM_INIT = False
+# How the softmax scores of a video's views combine: "sum" (= mean) or "max".
+_C.TEST.ENSEMBLE_METHOD = "sum"
+# Views that failed to decode: "skip" (score the video on its good views; none good = wrong)
+# or "error" (stop the test).
+_C.TEST.FAILED_VIEW_POLICY = "skip"
+# Largest forward pass in views (bounds memory; 0 = the per-process loader batch).
+_C.TEST.MAX_VIEWS_PER_BATCH = 0
+# Where the per-view logits are saved, .npz or .pt ("" = OUTPUT_DIR/eval/results.npz).
+_C.TEST.SAVE_RESULTS_PATH = ""
+# Also test every view with its frames in a fixed random order and report that accuracy:
+# the gap shows how much the model relies on motion.
+_C.TEST.TEMPORAL_SHUFFLE_CHECK = False
 # Clips per video, spaced uniformly from the first to the last frame.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 4
 # Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side.
@@ -97,30 +127,36 @@ _C.DATA_LOADER.PIN_MEMORY = True
 _C.DATA_LOADER.NUM_RETRIES = 10
 # Keep worker processes alive between epochs (no re-fork, no re-import per epoch).
 _C.DATA_LOADER.PERSISTENT_WORKERS = True
+# Stop training when more than this fraction of the videos seen in an epoch failed to decode
+# (a mostly broken data set should not train silently).
+_C.DATA.MAX_BAD_VIDEO_FRACTION = 0.05
 
 # ---------------------------------------------------------------------------- #
-# Model
+# Model (stvit_video/models/build.py maps these keys to constructor arguments)
 # ---------------------------------------------------------------------------- #
 _C.MODEL = CfgNode()
-# Model family: "swin3d" (Video Swin) or "stvit_swin3d" (Video Swin with semantic tokens).
-_C.MODEL.ARCH = "stvit_swin3d"
+# Model variant from the registry (run_net.py --list-models), e.g. "swin3d_tiny" or
+# "stvit_r_swin3d_tiny_perframe"; SWIN.* / STVIT.* keys left at None keep the variant's values.
+_C.MODEL.ARCH = "stvit_r_swin3d_tiny_perframe"
 # Number of classes of the classification head.
 _C.MODEL.NUM_CLASSES = 400
 # Dropout before the classifier.
-_C.MODEL.DROPOUT_RATE = 0.5
+_C.MODEL.HEAD_DROPOUT = 0.5
 # Recompute each block's activations in the backward pass to save memory.
 _C.MODEL.ACT_CHECKPOINT = False
+# torch.compile the model for training and testing (CUDA; slow to start on the CPU).
+_C.MODEL.COMPILE = False
 
 # ---------------------------------------------------------------------------- #
 # Video Swin backbone
 # ---------------------------------------------------------------------------- #
 _C.SWIN = CfgNode()
-# Channels after the patch embedding (96 = Swin-T/S, 128 = Swin-B).
-_C.SWIN.EMBED_DIM = 96
-# Blocks per stage.
-_C.SWIN.DEPTHS = [2, 2, 6, 2]
-# Attention heads per stage.
-_C.SWIN.NUM_HEADS = [3, 6, 12, 24]
+# Channels after the patch embedding (None = the variant's: 96 for Swin-T/S, 128 for Swin-B).
+_C.SWIN.EMBED_DIM = None
+# Blocks per stage (None = the variant's).
+_C.SWIN.DEPTHS = None
+# Attention heads per stage (None = the variant's).
+_C.SWIN.NUM_HEADS = None
 # Patch size (T, H, W) of the 3D patch embedding.
 _C.SWIN.PATCH_SIZE = [2, 4, 4]
 # Attention window (T, H, W); clamped to the feature size.
@@ -139,37 +175,47 @@ _C.SWIN.DROP_RATE = 0.0
 _C.SWIN.ATTN_DROP_RATE = 0.0
 
 # ---------------------------------------------------------------------------- #
-# STViT semantic tokens
+# STViT semantic tokens (stvit_* variants only; None = the variant's value)
 # ---------------------------------------------------------------------------- #
 _C.STVIT = CfgNode()
 # "perframe" (tokens per temporal slice, as in the paper) or "spatiotemporal".
-_C.STVIT.MODE = "perframe"
+_C.STVIT.MODE = None
 # STViT-R: restore the image tokens after every unit; False = plain STViT (later stages
 # run on the semantic token grid).
-_C.STVIT.RECOVERY = True
+_C.STVIT.RECOVERY = None
 # Stage (0-based) whose last 6 x NUM_UNITS blocks become STViT units.
-_C.STVIT.STAGE = 2
+_C.STVIT.STAGE = None
 # Units of 6 blocks (window, 2 x STGM, local, global, recovery); Swin-T: 1, Swin-S/B: up to 3.
-_C.STVIT.NUM_UNITS = 1
-# Semantic tokens per window side (s x s tokens per 7 x 7 window); 2, 3 or 4.
-_C.STVIT.SAMPLE_WINDOW_SIZE = 3
+_C.STVIT.NUM_UNITS = None
+# Semantic tokens per window side (s x s tokens per 7 x 7 window).
+_C.STVIT.SAMPLE_WINDOW_SIZE = None
 # Feature slices pooled into one semantic slice (spatiotemporal mode; 1 in perframe mode).
-_C.STVIT.TEMPORAL_POOL = 1
+_C.STVIT.TEMPORAL_POOL = None
 # Learnable global centres added to the STGM layer-2 queries.
-_C.STVIT.USE_GLOBAL = False
+_C.STVIT.USE_GLOBAL = None
 # Initial value of the layer scales of the new blocks.
-_C.STVIT.LAYER_SCALE_INIT = 1e-5
+_C.STVIT.LAYER_SCALE_INIT = None
 
 # ---------------------------------------------------------------------------- #
 # Optimizer and schedule
 # ---------------------------------------------------------------------------- #
 _C.SOLVER = CfgNode()
-# Learning rate for TRAIN.BATCH_SIZE.
+# Learning rate at the global batch SOLVER.REFERENCE_BATCH_SIZE (scaled by SOLVER.LR_SCALING).
 _C.SOLVER.BASE_LR = 1e-3
+# Global batch (TRAIN.BATCH_SIZE x TRAIN.ACCUM_STEPS) that SOLVER.BASE_LR was tuned for.
+_C.SOLVER.REFERENCE_BATCH_SIZE = 64
+# "linear": LR = BASE_LR x actual global batch / REFERENCE_BATCH_SIZE; "none": BASE_LR as is.
+_C.SOLVER.LR_SCALING = "linear"
 # Epochs of training.
 _C.SOLVER.MAX_EPOCH = 30
-# Epochs of linear warm-up.
+# Epochs of linear warm-up (may be fractional).
 _C.SOLVER.WARMUP_EPOCHS = 2.5
+# Warm-up starts at this fraction of the LR (0.1 as mmcv's warm-up in the Video Swin recipe).
+_C.SOLVER.WARMUP_START_FACTOR = 0.1
+# The cosine ends at this fraction of the LR.
+_C.SOLVER.COSINE_END_FACTOR = 0.0
+# Clip the global gradient norm to this value (0 = off, as in the Video Swin recipe).
+_C.SOLVER.CLIP_GRAD_NORM = 0.0
 # Weight decay (not applied to norms, biases and layer scales).
 _C.SOLVER.WEIGHT_DECAY = 0.02
 # Optimizer: "adamw" or "sgd".
@@ -211,8 +257,6 @@ _C.MIXUP.CUTMIX_ALPHA = 1.0
 _C.MIXUP.PROB = 1.0
 # Probability of CutMix instead of MixUp when both are on.
 _C.MIXUP.SWITCH_PROB = 0.5
-# Label smoothing of the mixed targets.
-_C.MIXUP.LABEL_SMOOTH_VALUE = 0.1
 
 # ---------------------------------------------------------------------------- #
 # Benchmarks
@@ -229,6 +273,19 @@ _C.BENCHMARK.WARMUP_ITERS = 2
 _C.TENSORBOARD = CfgNode()
 # Write TensorBoard event files to OUTPUT_DIR/tensorboard.
 _C.TENSORBOARD.ENABLE = False
+
+# ---------------------------------------------------------------------------- #
+# Distributed (torchrun / env:// or SlowFast-style NUM_GPUS spawn)
+# ---------------------------------------------------------------------------- #
+_C.DIST = CfgNode()
+# "auto" = nccl on CUDA, gloo on the CPU.
+_C.DIST.BACKEND = "auto"
+# Rendezvous for NUM_GPUS > 1 without torchrun ("" = tcp://127.0.0.1:<free port>, one node);
+# torchrun's environment (env://) is used whenever it is set.
+_C.DIST.INIT_METHOD = ""
+# Seconds the start-up check (and any collective) may wait before the run fails with the rank,
+# world size and init method named.
+_C.DIST.TIMEOUT_S = 300
 
 # ---------------------------------------------------------------------------- #
 # Run

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from fvcore.common.config import BASE_KEY, CfgNode
 
 from stvit_video.config.defaults import get_cfg_defaults
-from stvit_video.config.validate import assert_and_infer_cfg
+from stvit_video.config.validate import validate_config
 from stvit_video.utils.errors import ConfigError
 
 # Name of the config a bare directory name resolves to (``--cfg kinetics400``).
@@ -21,11 +21,18 @@ _DIR_DEFAULT_NAME = "default.yaml"
 
 
 def configs_root() -> Path:
-    """Folder of the shipped YAML configs (``$STVIT_CONFIG_DIR`` overrides it)."""
+    """Folder of the shipped YAML configs (``$STVIT_CONFIG_DIR`` overrides it).
+
+    An installed wheel carries them as package data in ``stvit_video/configs`` (setup.py
+    maps the repository's top-level ``configs/`` there); a source checkout or an editable
+    install reads the repository's ``configs/`` directly.
+    """
     env = os.environ.get("STVIT_CONFIG_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "configs"
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "configs"
+    return installed if installed.is_dir() else package.parent / "configs"
 
 
 def _config_name(path: Path, root: Path) -> str:
@@ -196,7 +203,8 @@ def load_config(
     Args:
         cfg_file: YAML path or short config name (see :func:`resolve_config`); None = defaults.
         opts: flat ``[KEY, VALUE, KEY, VALUE, ...]`` overrides applied last.
-        validate: run :func:`assert_and_infer_cfg` on the result.
+        validate: run the generic checks of :func:`validate_config` on the result (the
+            engine's ``load_run_config`` adds the model, data and solver checks).
 
     Returns:
         The merged config, frozen.
@@ -206,6 +214,6 @@ def load_config(
         merge_yaml(cfg, resolve_config(cfg_file))
     merge_overrides(cfg, list(opts))
     if validate:
-        assert_and_infer_cfg(cfg)
+        validate_config(cfg)
     cfg.freeze()
     return cfg

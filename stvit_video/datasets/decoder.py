@@ -8,9 +8,20 @@ Contract shared by every backend:
 - :meth:`VideoDecoder.get_frames` returns uint8 RGB frames as a ``(T, H, W, 3)`` numpy
   array in the order of ``indices``; repeated indices are allowed (short videos are padded
   that way) and each distinct frame is decoded once.
-- Every failure (missing, empty, truncated or undecodable file, an error in the middle of the
-  stream) raises :class:`~stvit_video.utils.errors.DataError` naming the path and the
-  backend, chained from the backend's own exception.
+- Every failure raises :class:`~stvit_video.utils.errors.DataError` naming the path and the
+  backend, chained from the backend's own exception. A file that can never be decoded
+  (missing, empty, not a video, truncated before its index, no video stream or frames)
+  raises the subclass :class:`VideoOpenError` when it is opened: retrying it is pointless.
+  An error in the middle of the stream is a plain ``DataError``: another clip may decode.
+
+Native messages: decord's and PyAV's FFmpeg, and decord's own C++ logger, write to the
+process's stderr (file descriptor 2), not to Python logging. :func:`quiet_native_logging`,
+called in each DataLoader worker (``worker_init_fn``), silences them there: FFmpeg through
+each library's log level (``decord.logging.set_level``, ``av.logging.set_level``), and
+decord's "ERROR opening" line, which no level controls (dmlc ``LOG(WARNING)``), by pointing
+fd 2 at a temporary file while decord opens a file: dropped when the open fails (the reason
+is in the exception), written back to stderr when it succeeds. The project's own warning per
+bad video is unaffected (see :mod:`stvit_video.datasets.loader`).
 
 decord rules (each one cost another toolkit a bug report):
 
@@ -26,14 +37,28 @@ decord rules (each one cost another toolkit a bug report):
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
-from typing import Sequence
+import sys
+import tempfile
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from stvit_video.utils.errors import DataError
 
-__all__ = ["BACKENDS", "DecordDecoder", "PyAVDecoder", "VideoDecoder", "open_video"]
+__all__ = ["BACKENDS", "DecordDecoder", "PyAVDecoder", "VideoDecoder", "VideoOpenError", "open_video",
+           "quiet_native_logging"]
+
+# Set by quiet_native_logging(): swallow decord's stderr line when an open fails.
+_capture_open_stderr = False
+
+
+class VideoOpenError(DataError):
+    """The file can never be decoded (missing, empty, not a video, no video stream or frames).
+
+    Raised when opening; a permanent failure: the dataset never retries it.
+    """
 
 
 class VideoDecoder(abc.ABC):
@@ -93,9 +118,9 @@ class VideoDecoder(abc.ABC):
         return (f"{type(self).__name__}(path={self.path!r}, num_frames={self.num_frames}, "
                 f"fps={self.fps:.3f})")
 
-    def _error(self, what: str, e: BaseException | None = None) -> DataError:
+    def _error(self, what: str, e: BaseException | None = None, cls: type[DataError] = DataError) -> DataError:
         reason = f": {type(e).__name__}: {_first_line(e)}" if e is not None else ""
-        return DataError(f"decoder {self.backend}: {what} {self.path}{reason}")
+        return cls(f"decoder {self.backend}: {what} {self.path}{reason}")
 
 
 class DecordDecoder(VideoDecoder):
@@ -108,13 +133,14 @@ class DecordDecoder(VideoDecoder):
         decord = _import_decord()
         self._errors = (RuntimeError, decord.DECORDError)
         try:
-            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+            with _stderr_dropped_on_error(_capture_open_stderr):
+                self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
             self.num_frames = len(self._reader)
             self.fps = float(self._reader.get_avg_fps())
         except self._errors as e:
-            raise self._error("cannot open", e) from e
+            raise self._error("cannot open", e, VideoOpenError) from e
         if self.num_frames <= 0:
-            raise self._error("no video frames in")
+            raise self._error("no video frames in", cls=VideoOpenError)
 
     def _read(self, unique_indices: list[int]) -> list[np.ndarray]:
         try:
@@ -151,16 +177,16 @@ class PyAVDecoder(VideoDecoder):
             stamps = self._demux_timestamps(streams[0]) if streams else []
         except self._av_error as e:
             self.close()
-            raise self._error("cannot open", e) from e
+            raise self._error("cannot open", e, VideoOpenError) from e
         if not streams:
             self.close()
-            raise self._error("no video stream in")
+            raise self._error("no video stream in", cls=VideoOpenError)
         self._pts = sorted(stamps)
         self._index_of_pts = {pts: i for i, pts in enumerate(self._pts)}
         self.num_frames = len(self._pts)
         if self.num_frames == 0:
             self.close()
-            raise self._error("no video frames in")
+            raise self._error("no video frames in", cls=VideoOpenError)
         rate = self._stream.average_rate or self._stream.guessed_rate
         if rate:
             self.fps = float(rate)
@@ -169,7 +195,7 @@ class PyAVDecoder(VideoDecoder):
             self.fps = (self.num_frames - 1) / span if span > 0 else 0.0
         if self.fps <= 0:
             self.close()
-            raise self._error("no frame rate in")
+            raise self._error("no frame rate in", cls=VideoOpenError)
 
     def _demux_timestamps(self, stream) -> list[int]:
         self._stream = stream
@@ -214,7 +240,7 @@ def open_video(path: str | os.PathLike, backend: str = "decord") -> VideoDecoder
 
     Raises:
         ValueError: unknown backend.
-        DataError: the file is missing, empty or cannot be opened.
+        VideoOpenError: the file is missing, empty or cannot be opened (permanent).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoding backend {backend!r}; use one of {', '.join(BACKENDS)}")
@@ -226,9 +252,61 @@ def _check_file(path: str, backend: str) -> None:
     try:
         size = os.path.getsize(path)
     except OSError as e:
-        raise DataError(f"decoder {backend}: video file {path} does not exist or cannot be read") from e
+        raise VideoOpenError(f"decoder {backend}: video file {path} does not exist or cannot be read") from e
     if size == 0:
-        raise DataError(f"decoder {backend}: video file {path} is empty (0 bytes)")
+        raise VideoOpenError(f"decoder {backend}: video file {path} is empty (0 bytes)")
+
+
+def quiet_native_logging(backend: str) -> None:
+    """Silence the native stderr messages of ``backend``'s library in this process.
+
+    Meant for DataLoader workers (``worker_init_fn``): it changes process-wide settings, so
+    the loader does not call it in the main process (``num_workers = 0``), where the caller's
+    own decord / PyAV settings stay as they are.
+
+    - decord: its FFmpeg logs only fatal messages (``decord.logging.set_level``), and its
+      C++ "ERROR opening" line is dropped when an open fails (see the module docstring).
+    - pyav: ``av.logging.set_level(None)``, PyAV's documented quiet setting (FFmpeg logs
+      ignored; also its default, restated in case other code raised it).
+    """
+    global _capture_open_stderr
+    if backend == "decord":
+        decord = _import_decord()
+        decord.logging.set_level(decord.logging.FATAL)  # only messages about to abort the process
+        _capture_open_stderr = True
+    elif backend == "pyav":
+        import av.logging
+
+        av.logging.set_level(None)
+    else:
+        raise ValueError(f"unknown decoding backend {backend!r}; use one of {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def _stderr_dropped_on_error(enabled: bool) -> Iterator[None]:
+    """Point fd 2 at a temporary file for the block; replay its text unless the block raises.
+
+    For native code only (C++ ``std::cerr`` is unbuffered and writes to fd 2 directly); Python's
+    ``sys.stderr`` is flushed first so nothing of ours lands in the file.
+    """
+    if not enabled:
+        yield
+        return
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        # reached only when the block succeeded: keep whatever it printed
+        sink.seek(0)
+        text = sink.read()
+        if text:
+            os.write(2, text)
 
 
 def _import_decord():

@@ -1,30 +1,43 @@
 """The video clip dataset (row -> clip sampler -> decoder -> transform) and its Kinetics factory.
 
+Items: one item is one decoded clip of one video. In train and val item ``i`` is video ``i``;
+in test the dataset has ``videos x num_clips`` items and item ``i`` is clip ``i % num_clips``
+of video ``i // num_clips`` (``TEST.NUM_ENSEMBLE_VIEWS`` clips per video). Each item holds
+``V`` views of its clip, transformed from a single decode: ``V = AUG.NUM_SAMPLE`` augmentations
+in train, 1 in val, ``num_crops = TEST.NUM_SPATIAL_CROPS`` crops in test.
+
 Item contract (:class:`VideoSample`, batched by :func:`stvit_video.datasets.loader.collate_samples`):
 
-- ``frames``: (C, T, H, W) float32, normalised; (S, C, T, H, W) in training when
-  ``AUG.NUM_SAMPLE = S > 1`` (S augmentations of one decoded clip).
+- ``frames``: uint8 (V, C, T, H, W), not normalised (see
+  :mod:`stvit_video.datasets.device_transforms`).
 - ``label``: class id of the video the frames come from.
 - ``video_index``: row of that video in the list (a substitute's row in train/val).
-- ``view_index``: ``clip * num_crops + crop`` in test (``len = videos x clips x crops``,
-  item ``i`` is view ``i % views`` of video ``i // views``); 0 in train and val.
-- ``failed``: test only: the view could not be decoded; ``frames`` are zeros and the tester
-  must exclude (and report) the video. Always False in train/val.
+- ``view_index``: V ints, the view of each entry of ``frames``: ``clip * num_crops + crop`` in
+  test (a video has ``num_clips * num_crops`` views); 0 for every entry in train and val.
+- ``failed``: test only: the clip could not be decoded; ``frames`` are V zero views and the
+  tester must exclude (and report) the video. Always False in train/val.
 - ``bad_videos``: rows of the videos that could not be decoded while producing this item.
+- ``bad_reasons``: the decoder's message for each of ``bad_videos`` (same order); the reason a
+  failed item failed is the entry of its own ``video_index``.
 
-Bad videos: in train/val a video is tried ``num_retries`` times (a new random clip each time
-in training), then another random video is substituted, at most ``num_retries`` times in a
-row before a :class:`DataError` stops the run. Known-bad rows are remembered by the worker
-process and substituted at once on later visits (still reported in ``bad_videos``), and a
-dataset whose every video failed raises instead of looping. The worker logs each bad path
-once. Counting happens in the parent from ``bad_videos`` (see
+Bad videos: a file that can never be decoded (missing, empty, not a video, cannot be opened:
+:class:`~stvit_video.datasets.decoder.VideoOpenError`) fails at its first open. An error that
+can pass (in the middle of the stream) is retried ``num_retries`` times in train, where each
+attempt draws a new random clip; in val and test the clip is fixed, so a retry would decode
+the same frames and is not made. A row that failed is remembered (with its reason) by the
+process for the rest of the run and never opened again: with ``DATA_LOADER.PERSISTENT_WORKERS``
+each worker opens a bad file at most once per run. In train/val another random video is
+substituted, at most ``num_retries`` times in a row before a :class:`DataError` stops the run,
+and a dataset whose every video failed raises instead of looping. In test nothing is
+substituted: the item is marked failed. The dataset does not log: items carry the bad rows and
+reasons; the loader logs one warning per bad video in the main process, and the trainer or
+tester counts them from ``bad_videos`` (see
 :class:`stvit_video.datasets.bad_videos.BadVideoCounter`), because attributes changed in
-DataLoader workers are invisible to the trainer. In test nothing is substituted.
+DataLoader workers are invisible to the trainer.
 """
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple, Sequence
 
@@ -32,18 +45,17 @@ import torch
 from fvcore.common.config import CfgNode
 
 from stvit_video.datasets.clip_sampling import ClipIndices, ClipSpec, centre_clip, random_clip, uniform_clip
-from stvit_video.datasets.decoder import open_video
+from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoRecord, load_split
 from stvit_video.utils.errors import DataError
+from stvit_video.utils.seed import seeded_rng
 
 __all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics"]
 
-logger = logging.getLogger(__name__)
-
 # (video_frames, fps, clip_index) -> clip
 ClipSampler = Callable[[int, float, int], ClipIndices]
-# (uint8 (T, H, W, C) frames, spatial_index) -> (C, T, H, W) float32
+# (uint8 (T, H, W, C) frames, V) -> uint8 (V, C, T, H, W): V views of one decoded clip
 ClipTransform = Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -53,9 +65,10 @@ class VideoSample(NamedTuple):
     frames: torch.Tensor
     label: int
     video_index: int
-    view_index: int
+    view_index: tuple[int, ...]
     failed: bool
     bad_videos: tuple[int, ...]
+    bad_reasons: tuple[str, ...]
 
 
 @dataclass
@@ -63,15 +76,19 @@ class RetryPolicy:
     """What to do when a video cannot be decoded.
 
     Attributes:
-        num_retries: decode attempts per video (``DATA_LOADER.NUM_RETRIES``).
+        num_retries: ``DATA_LOADER.NUM_RETRIES``: attempts at a video whose error can pass
+            (when ``retry_transient``), and substitutes tried in a row.
         substitute: replace a bad video with a random other one (train/val) or mark the
-            view failed (test).
-        known_bad: rows found bad by this process; never retried again.
+            item failed (test).
+        retry_transient: retry an error that can pass (mid-stream): True when every attempt
+            draws a new random clip (train); a fixed clip (val/test) would fail the same way.
+        known_bad: rows found bad by this process -> the decoder's message; never opened again.
     """
 
     num_retries: int
     substitute: bool
-    known_bad: set[int] = field(default_factory=set)
+    retry_transient: bool = True
+    known_bad: dict[int, str] = field(default_factory=dict)
 
     def candidates(self, index: int, num_videos: int) -> Iterator[int]:
         """``index``, then (when substituting) up to ``num_retries`` random rows not known bad."""
@@ -88,19 +105,21 @@ class RetryPolicy:
 
 
 class VideoClipDataset(torch.utils.data.Dataset):
-    """Clips of a list of videos, ``views_per_video`` items per video.
+    """Clips of a list of videos: ``num_clips`` items per video, ``views_per_item`` views each.
 
     Args:
         videos: the rows (path, label).
         name: for messages, e.g. "kinetics train".
         backend: ``DATA.DECODING_BACKEND``.
         sample_clip: (video_frames, fps, clip_index) -> :class:`ClipIndices`.
-        transform: (uint8 (T, H, W, C), spatial_index) -> (C, T, H, W) float32.
-        num_clips, num_crops: views per video = num_clips x num_crops (1 x 1 in train/val).
-        num_samples: augmented copies of each decoded clip (``AUG.NUM_SAMPLE``).
+        transform: (uint8 (T, H, W, C), V) -> uint8 (V, C, T, H, W).
+        num_clips: items (clips) per video (``TEST.NUM_ENSEMBLE_VIEWS`` in test, else 1).
+        num_crops: crops per clip (``TEST.NUM_SPATIAL_CROPS`` in test, else 1).
+        num_samples: augmented copies of each decoded clip (``AUG.NUM_SAMPLE``, train);
+            ``num_crops`` and ``num_samples`` cannot both exceed 1.
         retry: the bad-video policy.
-        placeholder_shape: (C, T, H, W) of the zeros returned for a failed test view.
-        class_names: class names by label, when the list has them (class folders).
+        placeholder_shape: (C, T, H, W) of the zero views of a failed test item.
+        class_names: class names by label, when the list has them.
         source: the list file or folder, for messages.
     """
 
@@ -111,6 +130,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
                  source: str = "") -> None:
         if not videos:
             raise DataError(f"{name}: no videos")
+        if num_crops > 1 and num_samples > 1:
+            raise ValueError(f"{name}: num_crops = {num_crops} and num_samples = {num_samples}: "
+                             "views of an item are either crops (test) or augmentations (train)")
         self.videos = list(videos)
         self.name, self.backend = name, backend
         self.sample_clip, self.transform = sample_clip, transform
@@ -119,64 +141,81 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.placeholder_shape = placeholder_shape
         self.class_names = list(class_names) if class_names is not None else None
         self.source = source
-        self._last_errors: dict[int, str] = {}
 
     @property
     def views_per_video(self) -> int:
+        """Distinct views of a video: ``num_clips x num_crops`` (the tester's expected count)."""
         return self.num_clips * self.num_crops
 
-    def __len__(self) -> int:
-        return len(self.videos) * self.views_per_video
+    @property
+    def views_per_item(self) -> int:
+        """Batch entries one item becomes: ``num_crops x num_samples`` (one of them is 1)."""
+        return self.num_crops * self.num_samples
 
-    def __getitem__(self, index: int) -> VideoSample:
-        video_index, view_index = divmod(index, self.views_per_video)
+    def __len__(self) -> int:
+        return len(self.videos) * self.num_clips
+
+    def __getitem__(self, key: int | tuple[int, int]) -> VideoSample:
+        """Item ``key``, or ``(index, seed)`` from :class:`~stvit_video.datasets.loader.TrainSampler`:
+        then every random draw of the item (clip, augmentation, substitutes) comes from ``seed``,
+        whichever process loads it."""
+        if isinstance(key, tuple):
+            index, seed = key
+            with seeded_rng(seed):
+                return self._item(index)
+        return self._item(key)
+
+    def _item(self, index: int) -> VideoSample:
+        video_index, clip_index = divmod(index, self.num_clips)
+        # augmented copies share their view; crops are views clip * num_crops + crop
+        views = tuple(clip_index * self.num_crops + k % self.num_crops for k in range(self.views_per_item))
         bad: list[int] = []
         for candidate in self.retry.candidates(video_index, len(self.videos)):
             if candidate in self.retry.known_bad:
                 bad.append(candidate)
                 continue
             try:
-                frames = self._load(candidate, view_index)
+                frames = self._load(candidate, clip_index)
             except DataError as e:
-                self._mark_bad(candidate, e)
+                self.retry.known_bad[candidate] = str(e)
                 bad.append(candidate)
                 continue
-            return VideoSample(frames, self.videos[candidate].label, candidate, view_index, False, tuple(bad))
+            return VideoSample(frames, self.videos[candidate].label, candidate, views, False, tuple(bad),
+                               self._reasons(bad))
         if not self.retry.substitute:
-            placeholder = torch.zeros(self.placeholder_shape, dtype=torch.float32)
-            return VideoSample(placeholder, self.videos[video_index].label, video_index, view_index,
-                               True, tuple(bad))
+            placeholder = torch.zeros((self.views_per_item, *self.placeholder_shape), dtype=torch.uint8)
+            return VideoSample(placeholder, self.videos[video_index].label, video_index, views, True,
+                               tuple(bad), self._reasons(bad))
         raise self._gave_up(bad)
 
-    def _load(self, video_index: int, view_index: int) -> torch.Tensor:
-        """Decode and transform one view, trying ``num_retries`` times; raise the last DataError."""
-        clip_index, crop_index = divmod(view_index, self.num_crops)
-        spatial_index = crop_index if self.num_crops == 3 else 1  # one crop = the centre crop
+    def _load(self, video_index: int, clip_index: int) -> torch.Tensor:
+        """Decode one clip and transform it into uint8 (V, C, T, H, W); raise the last DataError.
+
+        :class:`VideoOpenError` is raised at once; other errors are retried when the policy
+        says a new attempt can pass.
+        """
+        attempts = self.retry.num_retries if self.retry.retry_transient else 1
         error: DataError | None = None
-        for _ in range(self.retry.num_retries):
+        for _ in range(attempts):
             try:
                 with open_video(self.videos[video_index].path, self.backend) as video:
                     clip = self.sample_clip(video.num_frames, video.fps, clip_index)
                     frames = torch.from_numpy(video.get_frames(clip.indices))
+            except VideoOpenError:
+                raise  # permanent: another attempt would fail the same way
             except DataError as e:
                 error = e
                 continue
-            if self.num_samples == 1:
-                return self.transform(frames, spatial_index)
-            return torch.stack([self.transform(frames, spatial_index) for _ in range(self.num_samples)])
+            return self.transform(frames, self.views_per_item)
         assert error is not None, "num_retries must be >= 1"
         raise error
 
-    def _mark_bad(self, video_index: int, error: DataError) -> None:
-        self.retry.known_bad.add(video_index)
-        self._last_errors[video_index] = str(error)
-        action = "substituting another video" if self.retry.substitute else "marking the view failed"
-        logger.warning("%s: video %d failed %d attempt(s), %s: %s", self.name, video_index,
-                       self.retry.num_retries, action, error)
+    def _reasons(self, rows: list[int]) -> tuple[str, ...]:
+        return tuple(self.retry.known_bad[row] for row in rows)
 
     def _gave_up(self, bad: list[int]) -> DataError:
         example = bad[0] if bad else -1
-        detail = self._last_errors.get(example, "remembered as bad by this worker")
+        detail = self.retry.known_bad.get(example, "remembered as bad by this worker")
         if len(self.retry.known_bad) >= len(self.videos):
             what = f"every one of the {len(self.videos)} videos failed to decode"
         else:
@@ -193,7 +232,9 @@ def build_kinetics(cfg: CfgNode, split: str) -> VideoClipDataset:
     """Kinetics-style dataset of ``split`` ("train", "val" or "test") from the config.
 
     Reads ``DATA.*`` (list, decoding, clip, crops), ``TEST.NUM_ENSEMBLE_VIEWS`` /
-    ``TEST.NUM_SPATIAL_CROPS``, ``AUG.*`` (train only), ``DATA_LOADER.NUM_RETRIES``.
+    ``TEST.NUM_SPATIAL_CROPS``, ``AUG.NUM_SAMPLE`` / ``AUG.AA_TYPE`` (train only),
+    ``DATA_LOADER.NUM_RETRIES``. ``DATA.MEAN`` / ``DATA.STD`` and random erasing belong to
+    :func:`~stvit_video.datasets.device_transforms.build_device_transform`.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
@@ -208,25 +249,23 @@ def build_kinetics(cfg: CfgNode, split: str) -> VideoClipDataset:
         transform: ClipTransform = TrainTransform(
             crop_size=data.TRAIN_CROP_SIZE, jitter_scales=data.TRAIN_JITTER_SCALES,
             relative_scales=data.TRAIN_JITTER_SCALES_RELATIVE,
-            relative_aspect=data.TRAIN_JITTER_ASPECT_RELATIVE, mean=data.MEAN, std=data.STD,
-            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "",
-            erase_prob=cfg.AUG.RE_PROB if cfg.AUG.ENABLE else 0.0, erase_mode=cfg.AUG.RE_MODE)
+            relative_aspect=data.TRAIN_JITTER_ASPECT_RELATIVE,
+            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "")
         num_samples, crop = cfg.AUG.NUM_SAMPLE, data.TRAIN_CROP_SIZE
     elif split == "val":
         sampler = functools.partial(_val_clip, spec)
-        transform = EvalTransform(short_side=data.TRAIN_JITTER_SCALES[0], crop_size=data.TRAIN_CROP_SIZE,
-                                  mean=data.MEAN, std=data.STD)
+        transform = EvalTransform(short_side=data.TRAIN_JITTER_SCALES[0], crop_size=data.TRAIN_CROP_SIZE)
         crop = data.TRAIN_CROP_SIZE
     else:
         num_clips, num_crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
         sampler = functools.partial(_test_clip, spec, num_clips)
-        transform = EvalTransform(short_side=data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE,
-                                  mean=data.MEAN, std=data.STD)
+        transform = EvalTransform(short_side=data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
         crop = data.TEST_CROP_SIZE
     return VideoClipDataset(
         videos.records, name=f"kinetics {split}", backend=data.DECODING_BACKEND, sample_clip=sampler,
         transform=transform, num_clips=num_clips, num_crops=num_crops, num_samples=num_samples,
-        retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test"),
+        retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test",
+                          retry_transient=split == "train"),
         placeholder_shape=(data.INPUT_CHANNEL_NUM, data.NUM_FRAMES, crop, crop),
         class_names=videos.class_names, source=videos.source)
 

@@ -1,24 +1,48 @@
-"""DataLoaders: samplers, worker seeding and the batch layout the trainer and tester consume.
+"""DataLoaders: samplers, worker set-up and the batch layout the trainer and tester consume.
+
+Batches (:class:`VideoBatch`) hold uint8 frames: move them with
+``.to(device, non_blocking=True)`` and normalise there
+(:class:`stvit_video.datasets.device_transforms.DeviceTransform`). Each dataset item (one
+decoded clip) becomes ``V`` consecutive batch entries: ``AUG.NUM_SAMPLE`` augmentations in
+train (same labels and indices, view 0), one in val, ``TEST.NUM_SPATIAL_CROPS`` crops in test
+(views ``clip * num_crops + crop``).
 
 Samplers, per split, with ``R`` ranks:
 
-- train: ``DistributedSampler(shuffle=True, seed=RNG_SEED)`` when distributed, else a
-  ``RandomSampler``; the loader drops the last incomplete batch. Call
-  :func:`set_loader_epoch` at the start of every epoch (new shuffle across ranks).
+- train: :class:`TrainSampler`: a permutation drawn from ``(RNG_SEED, epoch)`` alone, padded
+  to a multiple of ``R`` and split into ``R`` disjoint shards of equal length (every rank runs
+  the same number of steps); each index comes with its own seed, from which the item draws its
+  clip and augmentation. So an epoch's data (order and augmentations) depend only on the
+  seed and the epoch: not on the number of workers, and a run resumed in the middle of an
+  epoch (``set_loader_epoch(loader, epoch, start_batch)``) sees exactly what the
+  uninterrupted run saw. The loader drops the last incomplete batch.
 - val and test: :class:`ShardSampler`: rank ``r`` gets items ``r, r + R, r + 2R, ...``, with
   no padding, so every view is evaluated exactly once over all ranks (``DistributedSampler``
   pads with duplicates, which counts some views twice). Ranks may get one batch more or
   less: evaluate the unwrapped model (``model.module``) under ``torch.no_grad`` so no
   collective runs per batch, and gather the predictions once at the end.
 
-Batch sizes: ``TRAIN.BATCH_SIZE`` and ``TEST.BATCH_SIZE`` are global and count clips (views
-in test); each of the R ranks loads ``global / R`` (validation checks that
-``max(NUM_GPUS, 1) * NUM_SHARDS`` divides them). With
-``AUG.NUM_SAMPLE = S`` each training video gives S clips, so a rank loads ``per-rank / S``
-videos per batch.
+Batch sizes: ``TRAIN.BATCH_SIZE`` (train and val) and ``TEST.BATCH_SIZE`` are global and count
+batch entries (clips; views in test); each of the R ranks loads ``per_rank = global / R``
+(validation checks that ``max(NUM_GPUS, 1) * NUM_SHARDS`` divides them), i.e.
+``max(per_rank // V, 1)`` items: ``per_rank / AUG.NUM_SAMPLE`` videos in train,
+``per_rank / TEST.NUM_SPATIAL_CROPS`` clips in test (at least one item, so a per-rank test
+batch smaller than the crops still loads whole clips).
+
+Workers: ``worker_init_fn`` seeds NumPy and ``random`` per worker and silences the native
+decoder libraries there (:func:`stvit_video.datasets.decoder.quiet_native_logging`). With
+``DATA_LOADER.NUM_WORKERS = 0`` the dataset runs in the caller's process, whose decord / PyAV
+log settings are left alone (they are process-wide, and num_workers = 0 is mostly used to
+debug, where FFmpeg's detail helps); each bad file is still opened once per run there.
+
+Bad videos: the loader (in the main process) logs one warning per bad video the first time a
+batch reports it, with the decoder's reason, however many workers met it; counting per epoch
+is :class:`~stvit_video.datasets.bad_videos.BadVideoCounter`'s job.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import random
 from typing import Iterator, NamedTuple, Sequence
 
@@ -26,25 +50,30 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler, default_collate
+from torch.utils.data import DataLoader, Sampler, default_collate
 
+from stvit_video.datasets.decoder import quiet_native_logging
 from stvit_video.datasets.kinetics import VideoClipDataset, VideoSample, build_dataset
 
-__all__ = ["ShardSampler", "VideoBatch", "collate_samples", "construct_loader", "set_loader_epoch",
-           "seed_worker"]
+__all__ = ["ShardSampler", "TrainSampler", "VideoBatch", "VideoLoader", "collate_samples", "construct_loader", "init_worker",
+           "seed_worker", "set_loader_epoch"]
+
+logger = logging.getLogger(__name__)
 
 
 class VideoBatch(NamedTuple):
     """A collated batch (pin_memory and ``.to(device)`` per field work on NamedTuples).
 
     Attributes:
-        frames: (B, C, T, H, W) float32.
+        frames: (B, C, T, H, W) uint8, not normalised (see ``DeviceTransform``).
         labels: (B,) int64.
         video_index: (B,) int64 rows of the video list.
-        view_index: (B,) int64 view of the video (test: ``clip * num_crops + crop``).
+        view_index: (B,) int64 view of the video (test: ``clip * num_crops + crop``; else 0).
         failed: (B,) bool, test only: the view could not be decoded (its frames are zeros).
         bad_videos: (K,) int64 rows that failed while loading this batch (for
             :class:`~stvit_video.datasets.bad_videos.BadVideoCounter`), possibly repeated.
+        bad_reasons: K strings, the decoder's message for each of ``bad_videos``; a failed
+            view's reason is the one of its ``video_index`` (:meth:`failure_reasons`).
     """
 
     frames: torch.Tensor
@@ -53,29 +82,33 @@ class VideoBatch(NamedTuple):
     view_index: torch.Tensor
     failed: torch.Tensor
     bad_videos: torch.Tensor
+    bad_reasons: tuple[str, ...]
+
+    def failure_reasons(self) -> dict[int, str]:
+        """Row -> reason for every video with a failed view in this batch (test)."""
+        failed_rows = set(self.video_index[self.failed].tolist())
+        return {row: reason for row, reason in zip(self.bad_videos.tolist(), self.bad_reasons)
+                if row in failed_rows}
 
 
 def collate_samples(samples: Sequence[VideoSample]) -> VideoBatch:
-    """Stack :class:`VideoSample` items; items with (S, C, T, H, W) frames (``AUG.NUM_SAMPLE``)
-    are flattened to S consecutive batch entries sharing label and indices."""
+    """Stack :class:`VideoSample` items, each uint8 (V, C, T, H, W), into B = sum of V entries:
+    the V views of an item are consecutive and share label, video index and failed flag."""
     # default_collate stacks into shared memory inside a worker, saving a copy of the batch
-    frames = default_collate([s.frames for s in samples])
-    repeats = 1
-    if frames.ndim == 6:  # (B, S, C, T, H, W) -> (B * S, C, T, H, W)
-        repeats = frames.shape[1]
-        frames = frames.flatten(0, 1)
+    frames = default_collate([s.frames for s in samples]).flatten(0, 1)  # (N, V, ...) -> (N * V, ...)
+    views = samples[0].frames.shape[0]
 
     def column(values: list, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype).repeat_interleave(repeats)
+        return torch.tensor(values, dtype=dtype).repeat_interleave(views)
 
-    bad = [row for s in samples for row in s.bad_videos]
     return VideoBatch(
         frames=frames,
         labels=column([s.label for s in samples], torch.int64),
         video_index=column([s.video_index for s in samples], torch.int64),
-        view_index=column([s.view_index for s in samples], torch.int64),
+        view_index=torch.tensor([v for s in samples for v in s.view_index], dtype=torch.int64),
         failed=column([s.failed for s in samples], torch.bool),
-        bad_videos=torch.tensor(bad, dtype=torch.int64),
+        bad_videos=torch.tensor([row for s in samples for row in s.bad_videos], dtype=torch.int64),
+        bad_reasons=tuple(reason for s in samples for reason in s.bad_reasons),
     )
 
 
@@ -98,6 +131,48 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.num_items, self.num_replicas))
 
 
+class TrainSampler(Sampler[tuple[int, int]]):
+    """Shuffled training items as ``(index, item_seed)`` pairs, reproducible per epoch.
+
+    Epoch ``e`` uses the permutation of ``torch.randperm(num_items)`` seeded with
+    ``(seed, e)``, padded by repeating its start to a multiple of ``num_replicas`` (as
+    ``DistributedSampler``) and strided: rank ``r`` gets positions ``r, r + R, ...``. Each
+    item's seed is a function of ``(seed, e, position)``; :class:`VideoClipDataset` draws
+    the clip and augmentation of the item from it.
+
+    Call :meth:`set_epoch` before iterating; ``start`` skips the first ``start`` items of the
+    shard (resuming inside an epoch) and shortens ``len()`` accordingly.
+    """
+
+    def __init__(self, num_items: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+        if num_items < 1:
+            raise ValueError("TrainSampler needs at least one item")
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside [0, num_replicas = {num_replicas})")
+        self.num_items, self.num_replicas, self.rank, self.seed = num_items, num_replicas, rank, seed
+        self.per_rank = -(-num_items // num_replicas)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Use epoch ``epoch``'s order, from the ``start``-th item of this rank's shard."""
+        if not 0 <= start <= self.per_rank:
+            raise ValueError(f"start {start} outside [0, {self.per_rank}] items of the shard")
+        self.epoch, self.start = epoch, start
+
+    def _item_seed(self, position: int) -> int:
+        return (((self.seed * 1_000_003) + self.epoch) * 1_000_003 + position) % 2**62
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = torch.Generator().manual_seed(self._item_seed(-1))  # no position is -1
+        order = torch.randperm(self.num_items, generator=generator).tolist()
+        order += order[: self.per_rank * self.num_replicas - self.num_items]  # pad to equal shards
+        positions = range(self.rank + self.start * self.num_replicas, len(order), self.num_replicas)
+        return iter([(order[p], self._item_seed(p)) for p in positions])
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
+
+
 def seed_worker(worker_id: int) -> None:
     """``worker_init_fn``: seed NumPy and ``random`` from the worker's torch seed.
 
@@ -111,6 +186,39 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def init_worker(worker_id: int, *, backend: str) -> None:
+    """``worker_init_fn``: :func:`seed_worker`, then silence ``backend``'s native stderr messages
+    in this worker (:func:`~stvit_video.datasets.decoder.quiet_native_logging`)."""
+    seed_worker(worker_id)
+    quiet_native_logging(backend)
+
+
+class VideoLoader(DataLoader):
+    """A ``DataLoader`` that logs each bad video once, in the main process, as batches arrive.
+
+    Workers may each meet the same bad file; logging here, where every batch passes, gives one
+    line per video for the whole run (not one per worker or per epoch).
+    """
+
+    def __init__(self, dataset: VideoClipDataset, **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        self._logged_bad: set[int] = set()
+
+    def __iter__(self) -> Iterator[VideoBatch]:
+        for batch in super().__iter__():
+            if batch.bad_reasons:  # a tuple: checking it costs no device sync
+                self._log_new_bad(batch)
+            yield batch
+
+    def _log_new_bad(self, batch: VideoBatch) -> None:
+        dataset = self.dataset
+        action = "substituted" if dataset.retry.substitute else "its views are marked failed"
+        for row, reason in zip(batch.bad_videos.tolist(), batch.bad_reasons):
+            if row not in self._logged_bad:
+                self._logged_bad.add(row)
+                logger.warning("%s: video %d could not be decoded (%s): %s", dataset.name, row, action, reason)
+
+
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     if num_replicas is not None or rank is not None:
         return num_replicas or 1, rank or 0
@@ -120,8 +228,8 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 
 
 def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | None = None,
-                     num_replicas: int | None = None, rank: int | None = None) -> DataLoader:
-    """The DataLoader of ``split`` ("train", "val" or "test"), yielding :class:`VideoBatch`.
+                     num_replicas: int | None = None, rank: int | None = None) -> VideoLoader:
+    """The :class:`VideoLoader` of ``split`` ("train", "val" or "test"), yielding :class:`VideoBatch`.
 
     Args:
         cfg: the run's config (``DATA_LOADER.*``, batch sizes, ``NUM_GPUS``, ``NUM_SHARDS``).
@@ -134,19 +242,15 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
     num_replicas, rank = _world(num_replicas, rank)
     train = split == "train"
     global_batch = cfg.TRAIN.BATCH_SIZE if split != "test" else cfg.TEST.BATCH_SIZE
-    batch_size = max(global_batch // num_replicas, 1)
-    if train:
-        batch_size = max(batch_size // dataset.num_samples, 1)
+    # per-rank batch entries -> items: each item brings views_per_item entries
+    batch_size = max(max(global_batch // num_replicas, 1) // dataset.views_per_item, 1)
     generator = torch.Generator().manual_seed(cfg.RNG_SEED + rank)
-    if train and num_replicas > 1:
-        sampler: Sampler[int] = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank,
-                                                   shuffle=True, seed=cfg.RNG_SEED)
-    elif train:
-        sampler = RandomSampler(dataset, generator=generator)
+    if train:
+        sampler: Sampler = TrainSampler(len(dataset), num_replicas=num_replicas, rank=rank, seed=cfg.RNG_SEED)
     else:
         sampler = ShardSampler(len(dataset), num_replicas, rank)
     workers = cfg.DATA_LOADER.NUM_WORKERS
-    return DataLoader(
+    return VideoLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -155,13 +259,16 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         drop_last=train,
         persistent_workers=cfg.DATA_LOADER.PERSISTENT_WORKERS and workers > 0,
-        worker_init_fn=seed_worker,
+        worker_init_fn=functools.partial(init_worker, backend=dataset.backend),
         generator=generator,
     )
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
-    """Reshuffle a training loader for ``epoch`` (needed by ``DistributedSampler``)."""
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
+def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Position a training loader at ``epoch``, skipping its first ``start_batch`` batches
+    (without loading them) when a run resumes inside an epoch."""
+    if isinstance(loader.sampler, TrainSampler):
+        loader.sampler.set_epoch(epoch, start_batch * loader.batch_size)
+    elif start_batch:
+        raise ValueError(f"set_loader_epoch: a {type(loader.sampler).__name__} cannot start at batch {start_batch}")
 

@@ -4,8 +4,10 @@ timm's ``Mixup`` assumes images: its CutMix writes ``x[:, :, y0:y1, x0:x1]``, wh
 ``(B, C, T, H, W)`` batch would cut along T and H. Viewing the batch as ``(B, C*T, H, W)``
 makes timm cut the same spatial box out of every frame (what video CutMix means) while MixUp,
 which is elementwise, is unchanged; the view shares memory, so timm's in-place mixing lands in
-the video tensor. The trainer applies it to each training batch, on the device, and trains
-with soft-target cross-entropy on the returned ``(B, num_classes)`` targets.
+the video tensor. The trainer applies it to each training batch, on the device, after the
+batch is normalised (:class:`~stvit_video.datasets.device_transforms.DeviceTransform`: MixUp
+needs float frames), and trains with soft-target cross-entropy on the returned
+``(B, num_classes)`` targets.
 """
 from __future__ import annotations
 
@@ -58,9 +60,10 @@ class VideoMixup:
 
 
 def build_mixup(cfg: CfgNode) -> VideoMixup | None:
-    """``VideoMixup`` from the ``MIXUP.*`` keys, or None when ``MIXUP.ENABLE`` is False."""
+    """``VideoMixup`` from the ``MIXUP.*`` keys and ``TRAIN.LABEL_SMOOTHING``, or None when
+    ``MIXUP.ENABLE`` is False."""
     if not cfg.MIXUP.ENABLE:
         return None
     return VideoMixup(mixup_alpha=cfg.MIXUP.ALPHA, cutmix_alpha=cfg.MIXUP.CUTMIX_ALPHA,
                       prob=cfg.MIXUP.PROB, switch_prob=cfg.MIXUP.SWITCH_PROB,
-                      label_smoothing=cfg.MIXUP.LABEL_SMOOTH_VALUE, num_classes=cfg.MODEL.NUM_CLASSES)
+                      label_smoothing=cfg.TRAIN.LABEL_SMOOTHING, num_classes=cfg.MODEL.NUM_CLASSES)

@@ -39,9 +39,9 @@ class VideoSpec(NamedTuple):
     data; x264's default is 250). ``faststart`` moves the index (moov atom) to the front of
     the file, so a file cut short still opens and fails in the middle of the stream instead.
     ``bframes`` > 0 lets x264 use B-frames, so decode order differs from presentation order
-    (as in most camera and YouTube h264). ``texture`` adds a fixed noise texture scrolling 2 pixels per frame to the bottom half:
-    flat synthetic frames compress to almost nothing and decode unrealistically fast, which
-    would flatter a benchmark.
+    (as in most camera and YouTube h264). ``texture`` adds a fixed noise texture scrolling 2
+    pixels per frame to the bottom half: flat synthetic frames compress to almost nothing and
+    decode unrealistically fast, which would flatter a benchmark.
     """
 
     width: int = 64

@@ -2,22 +2,27 @@
 
 Layouts: decoders give uint8 ``(T, H, W, C)``; :func:`to_tchw` views it as uint8
 ``(T, C, H, W)`` (no copy), the layout of torchvision's video ops and of pytorchvideo's
-RandAugment. Scaling, cropping and flipping run on uint8, where torchvision's resize has a
-fast path (about 3x faster than on float, and only the crop is ever converted to float);
-:func:`normalize_to_cthw` ends every pipeline with the ``(C, T, H, W) float32`` clip the
-models consume (batched to ``(B, C, T, H, W)``). Randomness comes from torch's and Python's
-global generators, which the DataLoader seeds per worker.
+RandAugment. Everything here runs on uint8, where torchvision's resize has a fast path (about
+3x faster than on float). The split transforms end with uint8 ``(V, C, T, H, W)``: ``V``
+views of one decoded clip, which the loader flattens into uint8 ``(B, C, T, H, W)`` batches
+(4x less host memory, pinning and host-to-device traffic than float32). Normalisation and
+random erasing run on the device, on the whole batch
+(:class:`stvit_video.datasets.device_transforms.DeviceTransform`); :func:`normalize_to_cthw`
+is the same normalisation for one clip on the host (inference on a single video, tests).
+Randomness comes from torch's and Python's global generators, which the DataLoader seeds per
+worker.
 
 Per split (SlowFast conventions):
 
 - train: short side scaled to a random size in ``DATA.TRAIN_JITTER_SCALES`` and a random
   ``TRAIN_CROP_SIZE`` crop (or, when ``DATA.TRAIN_JITTER_SCALES_RELATIVE`` is set, an
   Inception-style random resized crop) -> horizontal flip with p = 0.5 -> [RandAugment, the
-  same ops in every frame, on the crop as in timm] -> normalise -> [random erasing, the same
-  box in every frame].
-- val: short side scaled to ``TRAIN_JITTER_SCALES[0]``, centre ``TRAIN_CROP_SIZE`` crop.
-- test: short side scaled to ``TEST_CROP_SIZE``, then a ``TEST_CROP_SIZE`` crop at the left,
-  centre or right of the long side (top/centre/bottom for portrait videos).
+  same ops in every frame, on the crop as in timm]; ``V`` = ``AUG.NUM_SAMPLE`` independent
+  augmentations of the clip. [Normalisation and random erasing follow on the device.]
+- val: short side scaled to ``TRAIN_JITTER_SCALES[0]``, centre ``TRAIN_CROP_SIZE`` crop (V = 1).
+- test: short side scaled to ``TEST_CROP_SIZE`` once, then ``V`` = 1 (centre) or 3 (left,
+  centre, right of the long side; top/centre/bottom for portrait videos) ``TEST_CROP_SIZE``
+  crops of the same scaled clip.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from stvit_video.utils.errors import ConfigError
 __all__ = [
     "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
     "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
-    "short_side_scale", "to_tchw", "uniform_crop",
+    "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
 
 
@@ -110,6 +115,20 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: Sequence[float],
     return TF.resized_crop(x, top, left, height, width, [size, size], antialias=True)
 
 
+def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
+    """uint8 (T, C, H, W) views (crops may be strided slices) -> contiguous uint8 (V, C, T, H, W).
+
+    One copy per view, which also turns the channels-last decoder memory into the model's layout.
+    """
+    for view in views:
+        _check_tchw(view, "stack_views")
+    t, c, h, w = views[0].shape
+    out = torch.empty((len(views), c, t, h, w), dtype=torch.uint8)
+    for i, view in enumerate(views):
+        out[i].copy_(view.permute(1, 0, 2, 3))  # (T, C, H, W) -> (C, T, H, W)
+    return out
+
+
 def normalize_to_cthw(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 (T, C, H, W) -> contiguous float32 (C, T, H, W) with ``(x / 255 - mean) / std`` per channel."""
     _check_tchw(x, "normalize_to_cthw")
@@ -154,6 +173,9 @@ def parse_rand_augment(spec: str) -> RandAugmentParams:
 
 def _build_rand_augment(params: RandAugmentParams) -> Callable[[torch.Tensor], torch.Tensor]:
     """pytorchvideo's video RandAugment: uint8 (T, C, H, W), same ops and magnitudes for all frames."""
+    from stvit_video.compat import apply as apply_compat
+
+    apply_compat()  # pytorchvideo 0.1.5 imports a torchvision module renamed in 0.17
     from pytorchvideo.transforms import RandAugment
 
     sampling = "gaussian" if params.magnitude_std > 0 else "uniform"
@@ -162,32 +184,25 @@ def _build_rand_augment(params: RandAugmentParams) -> Callable[[torch.Tensor], t
                        sampling_type=sampling, sampling_hparas=hparas)
 
 
-def _build_random_erasing(prob: float, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    from timm.data.random_erasing import RandomErasing
-
-    return RandomErasing(probability=prob, mode=mode, device="cpu")
-
-
 class TrainTransform:
-    """uint8 (T, H, W, C) frames -> augmented, normalised (C, T, crop, crop) float32 clip."""
+    """uint8 (T, H, W, C) frames -> ``num_views`` augmented uint8 (C, T, crop, crop) clips."""
 
-    def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], mean: Sequence[float],
-                 std: Sequence[float], relative_scales: Sequence[float] = (),
-                 relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "",
-                 erase_prob: float = 0.0, erase_mode: str = "pixel") -> None:
+    def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], relative_scales: Sequence[float] = (),
+                 relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "") -> None:
         self.crop_size = crop_size
         self.jitter_scales = tuple(jitter_scales)
         self.relative_scales = tuple(relative_scales)
         self.relative_aspect = tuple(relative_aspect)
-        self.mean, self.std = tuple(mean), tuple(std)
         self.rand_augment_spec = rand_augment
         self._rand_augment = _build_rand_augment(parse_rand_augment(rand_augment)) if rand_augment else None
-        self.erase_prob, self.erase_mode = erase_prob, erase_mode
-        self._erase = _build_random_erasing(erase_prob, erase_mode) if erase_prob > 0 else None
 
-    def __call__(self, frames: torch.Tensor, spatial_index: int = 0) -> torch.Tensor:
-        """uint8 (T, H, W, C) -> (C, T, crop, crop) float32; ``spatial_index`` is ignored."""
+    def __call__(self, frames: torch.Tensor, num_views: int = 1) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> uint8 (num_views, C, T, crop, crop), each view augmented anew."""
         x = to_tchw(frames)
+        return stack_views([self._augment(x) for _ in range(num_views)])
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop)."""
         if self.relative_scales:
             x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect)
         else:
@@ -195,38 +210,34 @@ class TrainTransform:
         x = horizontal_flip(x)
         if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment
             x = self._rand_augment(x)
-        x = normalize_to_cthw(x, self.mean, self.std)
-        if self._erase is not None:
-            c, t, h, w = x.shape
-            # one image of C*T channels: timm erases the same box in every frame (a "cube")
-            x = self._erase(x.view(c * t, h, w)).view(c, t, h, w)
         return x
 
     def __repr__(self) -> str:
         spatial = (f"random_resized_crop(scale={self.relative_scales}, aspect={self.relative_aspect})"
                    if self.relative_scales else f"short_side in {list(self.jitter_scales)}, random_crop")
         return (f"TrainTransform(crop={self.crop_size}, {spatial}, flip=0.5, "
-                f"rand_augment={self.rand_augment_spec!r}, erase_prob={self.erase_prob}, "
-                f"mean={self.mean}, std={self.std})")
+                f"rand_augment={self.rand_augment_spec!r}, uint8 out)")
+
+
+# crops per test clip -> spatial indices of uniform_crop
+_CROPS = {1: (1,), 3: (0, 1, 2)}
 
 
 class EvalTransform:
-    """uint8 (T, H, W, C) frames -> (C, T, crop, crop) float32: short side scaled, one crop.
+    """uint8 (T, H, W, C) frames -> uint8 (num_crops, C, T, crop, crop): short side scaled once,
+    then the centre crop (``num_crops = 1``) or the left, centre and right crops (3)."""
 
-    ``spatial_index`` 0/1/2 picks the left/centre/right crop along the long side.
-    """
-
-    def __init__(self, *, short_side: int, crop_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, *, short_side: int, crop_size: int) -> None:
         if crop_size > short_side:
             raise ValueError(f"crop {crop_size} larger than the short side {short_side}")
         self.short_side, self.crop_size = short_side, crop_size
-        self.mean, self.std = tuple(mean), tuple(std)
 
-    def __call__(self, frames: torch.Tensor, spatial_index: int = 1) -> torch.Tensor:
-        """uint8 (T, H, W, C) -> (C, T, crop, crop) float32."""
+    def __call__(self, frames: torch.Tensor, num_crops: int = 1) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> uint8 (num_crops, C, T, crop, crop), crops in spatial order."""
+        if num_crops not in _CROPS:
+            raise ValueError(f"num_crops must be 1 (centre) or 3 (left/centre/right), got {num_crops}")
         x = short_side_scale(to_tchw(frames), self.short_side)
-        return normalize_to_cthw(uniform_crop(x, self.crop_size, spatial_index), self.mean, self.std)
+        return stack_views([uniform_crop(x, self.crop_size, i) for i in _CROPS[num_crops]])
 
     def __repr__(self) -> str:
-        return (f"EvalTransform(short_side={self.short_side}, crop={self.crop_size}, "
-                f"mean={self.mean}, std={self.std})")
+        return f"EvalTransform(short_side={self.short_side}, crop={self.crop_size}, uint8 out)"

@@ -3,8 +3,22 @@
 SlowFast lists (``{DATA.PATH_TO_DATA_DIR}/{split}.csv``): one ``path<sep>label`` per line,
 ``sep = DATA.PATH_LABEL_SEPARATOR`` (a space by default). Lines are split at the *last*
 separator, because Kinetics class folders contain spaces (``air drumming/abc.mp4 3``).
-Relative paths are joined to ``DATA.PATH_PREFIX`` (relative to the working directory when the
-prefix is empty, as in SlowFast). Blank lines are skipped.
+Blank lines are skipped. Paths:
+
+- absolute paths are used as they are;
+- relative paths are joined to ``DATA.PATH_PREFIX`` when it is set (a relative prefix is then
+  relative to the working directory, as in SlowFast);
+- with an empty prefix, relative paths are resolved against the folder holding the list file
+  (not the working directory), so a prepared data folder (data_prep writes paths relative to
+  the folder of ``train.csv``) can be moved and used from anywhere.
+
+Class names: when ``{DATA.PATH_TO_DATA_DIR}/classnames.txt`` exists (one name per line, in id
+order; written by data_prep), a CSV list takes its ``class_names`` from it; it must hold
+exactly ``MODEL.NUM_CLASSES`` names. Without it a CSV list has no names (None).
+
+Text files (lists, class names) are read as UTF-8 with an optional byte-order mark
+(``utf-8-sig``): lists saved by Windows spreadsheets start with one, and it would otherwise
+become part of the first path.
 
 Class folders (``{DATA.PATH_TO_DATA_DIR}/{split}/<class name>/<video>``), used when the CSV
 is absent: class ids index the alphabetically sorted class names of all split folders
@@ -19,10 +33,12 @@ from typing import NamedTuple, Sequence
 
 from stvit_video.utils.errors import DataError
 
-__all__ = ["SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "load_split", "read_class_folders",
-           "read_csv_list"]
+__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "load_split",
+           "read_class_folders", "read_class_names", "read_csv_list"]
 
 SPLITS = ("train", "val", "test")
+# Ordered class names next to the CSV lists, one per line (written by data_prep).
+CLASS_NAMES_FILE = "classnames.txt"
 # Files taken from class folders; anything else (.txt, .json, .DS_Store) is ignored.
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpeg", ".mpg")
 
@@ -39,7 +55,8 @@ class VideoList(NamedTuple):
 
     Attributes:
         records: the videos, in file order (CSV) or sorted by class then name (folders).
-        class_names: class names by id (folders), or None (a CSV lists ids only).
+        class_names: class names by id (folders, or ``classnames.txt`` beside a CSV list), or
+            None (a CSV list without ``classnames.txt``).
         source: the file or folder the list came from, for messages.
     """
 
@@ -50,7 +67,7 @@ class VideoList(NamedTuple):
 
 def read_csv_list(path: str | os.PathLike, *, num_classes: int, separator: str = " ",
                   path_prefix: str = "") -> list[VideoRecord]:
-    """Parse a SlowFast list file.
+    """Parse a SlowFast list file (paths resolved as in the module docstring).
 
     Raises:
         DataError: the file is missing or empty, or a line has no separator, a label that is
@@ -60,22 +77,29 @@ def read_csv_list(path: str | os.PathLike, *, num_classes: int, separator: str =
     path = Path(path)
     if not separator:
         raise DataError(f"{path}: DATA.PATH_LABEL_SEPARATOR must not be empty")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read the video list {path}: {e}") from e
+    lines = _read_lines(path, "video list")
+    # with no prefix, relative paths belong to the list's folder (absolute: cwd-independent)
+    base = path_prefix or os.path.abspath(path.parent)
     records = []
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if line:
-            records.append(_parse_line(line, path, number, num_classes, separator, path_prefix))
+            records.append(_parse_line(line, path, number, num_classes, separator, base))
     if not records:
         raise DataError(f"video list {path} has no videos")
     return records
 
 
+def _read_lines(path: Path, what: str) -> list[str]:
+    try:
+        # utf-8-sig: drops the byte-order mark of files saved by Windows tools
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read the {what} {path} as UTF-8 text: {e}") from e
+
+
 def _parse_line(line: str, path: Path, number: int, num_classes: int, separator: str,
-                prefix: str) -> VideoRecord:
+                base: str) -> VideoRecord:
     where = f"{path} line {number}"
     video, sep, label_text = line.rpartition(separator)
     video = video.strip()
@@ -91,7 +115,33 @@ def _parse_line(line: str, path: Path, number: int, num_classes: int, separator:
         raise DataError(f"{where}: label {label_text.strip()!r} is not an integer ({line!r})") from e
     if not 0 <= label < num_classes:
         raise DataError(f"{where}: label {label} outside [0, MODEL.NUM_CLASSES = {num_classes}) ({line!r})")
-    return VideoRecord(os.path.join(prefix, video) if prefix else video, label)
+    return VideoRecord(os.path.join(base, video), label)  # join keeps an absolute ``video``
+
+
+def read_class_names(path: str | os.PathLike, *, num_classes: int) -> list[str]:
+    """Class names in id order from ``path``, one per line (surrounding spaces stripped).
+
+    Raises:
+        DataError: the file cannot be read, a line is blank (it would shift every later id),
+            a name repeats, or the count differs from ``MODEL.NUM_CLASSES``; the message
+            names the file (and the line).
+    """
+    path = Path(path)
+    lines = _read_lines(path, "class names file")
+    while lines and not lines[-1].strip():  # trailing blank lines (a final newline) are harmless
+        lines.pop()
+    names: list[str] = []
+    for number, raw in enumerate(lines, start=1):
+        name = raw.strip()
+        if not name:
+            raise DataError(f"{path} line {number}: blank class name (one name per line, in id order)")
+        if name in names:
+            raise DataError(f"{path} line {number}: class {name!r} repeats line {names.index(name) + 1}")
+        names.append(name)
+    if len(names) != num_classes:
+        raise DataError(f"{path} lists {len(names)} classes but MODEL.NUM_CLASSES = {num_classes}; "
+                        "set MODEL.NUM_CLASSES to the number of names")
+    return names
 
 
 def _class_dirs(folder: Path) -> list[str]:
@@ -137,17 +187,23 @@ def load_split(data_dir: str | os.PathLike, split: str, *, num_classes: int, sep
                path_prefix: str = "") -> VideoList:
     """The videos of ``split``: ``data_dir/{split}.csv`` if it exists, else ``data_dir/{split}/<class>/``.
 
+    A CSV list takes its class names from ``data_dir/classnames.txt`` when that file exists.
+
     Raises:
-        DataError: neither exists (the message names both), or the list is malformed.
+        DataError: neither exists (the message names both), or the list or the class names
+            are malformed (labels must be < the number of names = ``num_classes``).
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
     data_dir = Path(data_dir)
     csv_path, folder = data_dir / f"{split}.csv", data_dir / split
     if csv_path.is_file():
+        names_path = data_dir / CLASS_NAMES_FILE
+        # names first: a count mismatch is the likelier mistake, and it explains bad labels
+        names = read_class_names(names_path, num_classes=num_classes) if names_path.is_file() else None
         records = read_csv_list(csv_path, num_classes=num_classes, separator=separator,
                                 path_prefix=path_prefix)
-        return VideoList(records, None, str(csv_path))
+        return VideoList(records, names, str(csv_path))
     if folder.is_dir():
         names = sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
         return read_class_folders(folder, num_classes=num_classes, class_names=names)

@@ -1,11 +1,30 @@
-"""Start a job: output folder, merged-config dump, logging, seeding, then train and/or test."""
+"""Start a job: processes (torchrun, SlowFast-style spawn, or one), then train and/or test.
+
+    one process       NUM_GPUS 0 (CPU) or 1
+    torchrun          torchrun --nproc_per_node N tools/run_net.py ...   (env:// rendezvous;
+                      NUM_GPUS / NUM_SHARDS are ignored, torchrun's world size rules)
+    spawn             NUM_GPUS N [--num_shards S --shard_id I --init_method tcp://host:port]
+
+Every rank runs :func:`run_job`. Only rank 0 writes the output folder, logs below WARNING and
+writes checkpoints; collectives run on every rank in the same order.
+"""
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from fvcore.common.config import CfgNode
+
+from stvit_video.engine import distributed as dist_utils
 from stvit_video.utils.logging import setup_logging
-from stvit_video.utils.seed import seed_everything
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["launch_job", "prepare_output_dir", "run_job"]
 
 
 def prepare_output_dir(cfg: Any) -> Path:
@@ -16,18 +35,64 @@ def prepare_output_dir(cfg: Any) -> Path:
     return out
 
 
-def launch_job(cfg: Any) -> None:
-    """Run what the config enables: training if TRAIN.ENABLE, then testing if TEST.ENABLE."""
-    out = prepare_output_dir(cfg)
-    logger = setup_logging(out)
-    logger.info("config written to %s", out / "config.yaml")
-    seed_everything(cfg.RNG_SEED)
+def _device_kind(cfg: CfgNode) -> str:
+    return "cpu" if cfg.NUM_GPUS == 0 else "auto"
+
+
+def launch_job(cfg: CfgNode) -> dict[str, Any]:
+    """Run what the config enables in as many processes as it asks for; returns rank 0's results."""
+    timeout = float(cfg.DIST.TIMEOUT_S)
+    if dist_utils.torchrun_env():
+        ctx = dist_utils.init_distributed(backend=cfg.DIST.BACKEND, device=_device_kind(cfg), timeout_s=timeout)
+        try:
+            return run_job(ctx, cfg)
+        finally:
+            dist_utils.destroy()
+    nprocs = max(cfg.NUM_GPUS, 1)
+    if nprocs * cfg.NUM_SHARDS > 1:
+        dist_utils.spawn(_spawned_job, args=(cfg,), nprocs=nprocs, num_shards=cfg.NUM_SHARDS,
+                         shard_id=cfg.SHARD_ID, init_method=cfg.DIST.INIT_METHOD or None,
+                         backend=cfg.DIST.BACKEND, device=_device_kind(cfg), timeout_s=timeout)
+        return {}
+    ctx = dist_utils.init_distributed(world_size=1, rank=0, local_rank=0, device=_device_kind(cfg))
+    return run_job(ctx, cfg)
+
+
+def _spawned_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> None:
+    if ctx.device.type == "cpu":  # processes of one node share its cores (torchrun does the same)
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(cfg.NUM_GPUS, 1)))
+    run_job(ctx, cfg)
+
+
+def run_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> dict[str, Any]:
+    """Train if TRAIN.ENABLE, then test if TEST.ENABLE, on this rank."""
+    from stvit_video.engine.testing import test
+    from stvit_video.engine.training import train
+
+    setup_logging(None, rank=ctx.rank)  # the log file is added once the output folder exists
+    results: dict[str, Any] = {}
+    if not cfg.TRAIN.ENABLE and not cfg.TEST.ENABLE:
+        logger.info("nothing to run: TRAIN.ENABLE and TEST.ENABLE are both False")
+        return results
+    opened: list[bool] = []
+
+    def on_ready() -> None:  # a run that trains and then tests opens the output folder once
+        if not opened:
+            _open_output(cfg, ctx)
+            opened.append(True)
+
     if cfg.TRAIN.ENABLE:
-        raise NotImplementedError(
-            "training (TRAIN.ENABLE True): the trainer is not built yet; use --summary or --flops, "
-            "or set TRAIN.ENABLE False")
+        results["train"] = train(cfg, ctx, on_ready=on_ready)
     if cfg.TEST.ENABLE:
-        raise NotImplementedError(
-            "multi-view testing (TEST.ENABLE True): the tester is not built yet; use --summary or --flops, "
-            "or set TEST.ENABLE False")
-    logger.info("nothing to run: TRAIN.ENABLE and TEST.ENABLE are both False")
+        results["test"] = test(cfg, ctx, on_ready=on_ready)
+    return results
+
+
+def _open_output(cfg: CfgNode, ctx: dist_utils.DistContext) -> None:
+    """Once the inputs are checked: create OUTPUT_DIR, dump the config, log to stdout.log (rank 0).
+    """
+    if ctx.is_main:
+        out = prepare_output_dir(cfg)
+        setup_logging(out, rank=ctx.rank)
+        logger.info("config written to %s", out / "config.yaml")
+    dist_utils.barrier()

@@ -11,19 +11,23 @@ from stvit_video.models.weights import load_pretrained
 
 logger = logging.getLogger(__name__)
 
+# checkpoint formats whose classifier is ImageNet's: never fits a video head
+IMAGENET_FORMATS = ("swin2d", "stvit_r2d")
+
 
 def build_initialised_model(cfg: Any) -> nn.Module:
     """``build_model(cfg)``, then the weights of TRAIN.CHECKPOINT_FILE_PATH if one is set.
 
     The checkpoint is read as TRAIN.CHECKPOINT_TYPE; every fresh or unused key is logged
-    (see :func:`stvit_video.models.weights.load_pretrained`). A 2D ImageNet checkpoint never
-    has a fitting classifier, so its head is always re-initialised.
+    (see :func:`stvit_video.models.weights.load_pretrained`). A 2D ImageNet checkpoint
+    (``swin2d``, ``stvit_r2d``) never has a fitting classifier, so its head is always
+    re-initialised.
     """
     model = build_model(cfg)
     path = cfg.TRAIN.CHECKPOINT_FILE_PATH
     if path:
         fmt = cfg.TRAIN.CHECKPOINT_TYPE
         logger.info("initialising %s from %s (%s)", cfg.MODEL.ARCH, path, fmt)
-        load_pretrained(model, path, fmt=fmt, reinit_head=cfg.TRAIN.CHECKPOINT_REINIT_HEAD or fmt == "swin2d",
+        load_pretrained(model, path, fmt=fmt, reinit_head=cfg.TRAIN.CHECKPOINT_REINIT_HEAD or fmt in IMAGENET_FORMATS,
                         log=logger)
     return model

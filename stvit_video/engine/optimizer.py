@@ -6,7 +6,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["build_param_groups", "build_optimizer"]
+__all__ = ["OPTIMIZERS", "build_param_groups", "build_optimizer"]
+
+# SOLVER.OPTIMIZING_METHOD choices
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def build_param_groups(model: nn.Module, *, weight_decay: float, backbone_lr_mult: float = 1.0,
@@ -40,13 +43,24 @@ def build_param_groups(model: nn.Module, *, weight_decay: float, backbone_lr_mul
     return list(groups.values())
 
 
-def build_optimizer(cfg: Any, model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW or SGD over :func:`build_param_groups`, every group at SOLVER.BASE_LR x lr_mult."""
+def build_optimizer(cfg: Any, model: nn.Module, *, lr: float, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW or SGD (``SOLVER.OPTIMIZING_METHOD``) over :func:`build_param_groups`.
+
+    Args:
+        cfg: reads ``SOLVER.WEIGHT_DECAY``, ``SOLVER.MOMENTUM`` (SGD momentum / AdamW beta1)
+            and the LR multipliers.
+        model: the bare model (not DDP-wrapped), so parameter names match the roles.
+        lr: the base LR actually used (``SOLVER.BASE_LR`` scaled to the global batch); each
+            group starts at ``lr * lr_mult`` and the schedule keeps that ratio.
+        fused: the fused CUDA kernels of AdamW/SGD (one launch per step instead of one per
+            tensor); only for CUDA parameters.
+    """
     groups = build_param_groups(model, weight_decay=cfg.SOLVER.WEIGHT_DECAY,
                                 backbone_lr_mult=cfg.SOLVER.BACKBONE_LR_MULT,
                                 stgm_lr_mult=cfg.SOLVER.STGM_LR_MULT)
     for g in groups:
-        g["lr"] = cfg.SOLVER.BASE_LR * g["lr_mult"]
+        g["lr"] = lr * g["lr_mult"]
+    extra = {"fused": True} if fused else {}
     if cfg.SOLVER.OPTIMIZING_METHOD == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=(cfg.SOLVER.MOMENTUM, 0.999))
-    return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
+        return torch.optim.AdamW(groups, lr=lr, betas=(cfg.SOLVER.MOMENTUM, 0.999), **extra)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.SOLVER.MOMENTUM, **extra)

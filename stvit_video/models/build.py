@@ -1,70 +1,130 @@
-"""Map config keys to model constructor arguments (the only place models meet the config).
+"""Config -> model: the only place models meet the config.
 
-Key name = argument name in upper case: ``SWIN.EMBED_DIM`` -> ``embed_dim``,
-``STVIT.SAMPLE_WINDOW_SIZE`` -> ``sample_window_size``. The config object is duck-typed
-(anything with attribute access), so this module needs no fvcore.
+``MODEL.ARCH`` names a variant of :mod:`stvit_video.models.registry`; the other model keys are
+constructor arguments of :class:`~stvit_video.models.swin3d.SwinTransformer3D` (``SWIN.*``) or
+fields of :class:`~stvit_video.models.stvit.STViTConfig` (``STVIT.*``). A key left at ``None``
+keeps the variant's value; a set key overrides it. The config object is duck-typed (attribute
+access), so this module needs no fvcore.
+
+Key -> argument (the key's last part in lower case, except where this table says otherwise):
+
+    MODEL.NUM_CLASSES       num_classes
+    MODEL.HEAD_DROPOUT      head_dropout
+    MODEL.ACT_CHECKPOINT    model.set_grad_checkpointing() (not a constructor argument)
+    DATA.INPUT_CHANNEL_NUM  in_chans      (SlowFast's name)
+    DATA.TRAIN_CROP_SIZE    img_size      (sizes the STViT global centres)
+    SWIN.<KEY>              <key>         e.g. SWIN.DROP_PATH_RATE -> drop_path_rate
+    STVIT.<KEY>             stvit.<key>   e.g. STVIT.NUM_UNITS -> STViTConfig.num_units
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Any
 
 from torch import nn
 
-from stvit_video.models.stvit import STViTSwinTransformer3D
-from stvit_video.models.swin3d import SwinTransformer3D
+from stvit_video.models.registry import VARIANTS, get_variant
+from stvit_video.models.stvit import STViTConfig
+from stvit_video.models.swin3d import SwinTransformer3D, check_swin_args
+from stvit_video.utils.errors import ConfigError, InvalidArgument
 
-__all__ = ["MODEL_ARCHS", "build_model", "swin_kwargs", "stvit_kwargs"]
+__all__ = ["ARG_KEYS", "STVIT_KEYS", "build_model", "build_model_from_arch", "check_model_config", "model_arch"]
 
-
-def swin_kwargs(cfg: Any) -> dict[str, Any]:
-    """Constructor arguments of :class:`SwinTransformer3D` from ``MODEL.*`` and ``SWIN.*``."""
-    return dict(
-        num_classes=cfg.MODEL.NUM_CLASSES,
-        in_chans=cfg.DATA.INPUT_CHANNEL_NUM,
-        patch_size=tuple(cfg.SWIN.PATCH_SIZE),
-        embed_dim=cfg.SWIN.EMBED_DIM,
-        depths=tuple(cfg.SWIN.DEPTHS),
-        num_heads=tuple(cfg.SWIN.NUM_HEADS),
-        window_size=tuple(cfg.SWIN.WINDOW_SIZE),
-        mlp_ratio=cfg.SWIN.MLP_RATIO,
-        qkv_bias=cfg.SWIN.QKV_BIAS,
-        patch_norm=cfg.SWIN.PATCH_NORM,
-        drop_rate=cfg.SWIN.DROP_RATE,
-        attn_drop_rate=cfg.SWIN.ATTN_DROP_RATE,
-        drop_path_rate=cfg.SWIN.DROP_PATH_RATE,
-        head_dropout=cfg.MODEL.DROPOUT_RATE,
-    )
-
-
-def stvit_kwargs(cfg: Any) -> dict[str, Any]:
-    """Constructor arguments of :class:`STViTSwinTransformer3D` (Swin ones + ``STVIT.*``)."""
-    return dict(
-        swin_kwargs(cfg),
-        stvit_stage=cfg.STVIT.STAGE,
-        num_units=cfg.STVIT.NUM_UNITS,
-        mode=cfg.STVIT.MODE,
-        recovery=cfg.STVIT.RECOVERY,
-        sample_window_size=cfg.STVIT.SAMPLE_WINDOW_SIZE,
-        temporal_pool=cfg.STVIT.TEMPORAL_POOL,
-        use_global=cfg.STVIT.USE_GLOBAL,
-        layer_scale_init=cfg.STVIT.LAYER_SCALE_INIT,
-        img_size=cfg.DATA.TRAIN_CROP_SIZE,
-    )
-
-
-MODEL_ARCHS: dict[str, Callable[[Any], nn.Module]] = {
-    "swin3d": lambda cfg: SwinTransformer3D(**swin_kwargs(cfg)),
-    "stvit_swin3d": lambda cfg: STViTSwinTransformer3D(**stvit_kwargs(cfg)),
+# constructor argument -> config key, for every argument the config sets
+ARG_KEYS: dict[str, str] = {
+    "num_classes": "MODEL.NUM_CLASSES",
+    "head_dropout": "MODEL.HEAD_DROPOUT",
+    "in_chans": "DATA.INPUT_CHANNEL_NUM",
+    "img_size": "DATA.TRAIN_CROP_SIZE",
+    **{name: f"SWIN.{name.upper()}" for name in (
+        "embed_dim", "depths", "num_heads", "patch_size", "window_size", "mlp_ratio", "qkv_bias",
+        "patch_norm", "drop_rate", "attn_drop_rate", "drop_path_rate")},
 }
+# STViTConfig field -> config key
+STVIT_KEYS: dict[str, str] = {f.name: f"STVIT.{f.name.upper()}" for f in dataclasses.fields(STViTConfig)}
+# arguments a variant may fix: their keys default to None (= keep the variant's value)
+_VARIANT_ARGS = ("embed_dim", "depths", "num_heads")
+
+
+def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
+    """An argument error of a model class, named by its config key."""
+    key = (STVIT_KEYS if e.owner == "STViTConfig" else ARG_KEYS).get(e.arg, e.arg)
+    return ConfigError(f"{key} = {e.value!r} ({cfg.MODEL.ARCH} with overrides): {e.why}")
+
+
+def _key_value(cfg: Any, key: str) -> Any:
+    group, name = key.split(".")
+    value = getattr(getattr(cfg, group), name)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def model_arch(cfg: Any) -> dict[str, Any]:
+    """The architecture the config asks for: ``{"name": variant name, "kwargs": {...}}``.
+
+    ``kwargs`` are complete constructor arguments of :class:`SwinTransformer3D`, with
+    ``stvit`` as a plain dict (or None), so the result is JSON-able and rebuilds the model
+    with :func:`build_model_from_arch` without the config (checkpoints store it).
+
+    Raises:
+        ConfigError: unknown ``MODEL.ARCH``, or ``STVIT.*`` keys set for a variant without
+            semantic tokens.
+    """
+    name = cfg.MODEL.ARCH
+    if name not in VARIANTS:
+        raise ConfigError(f"MODEL.ARCH = {name!r}: not a model variant; use one of {', '.join(VARIANTS)} "
+                          "(run_net.py --list-models)")
+    variant = get_variant(name)
+    kwargs = dict(variant.kwargs)
+    for arg, key in ARG_KEYS.items():
+        value = _key_value(cfg, key)
+        if value is not None or arg not in _VARIANT_ARGS:
+            kwargs[arg] = value
+    stvit_set = {f: v for f, k in STVIT_KEYS.items() if (v := _key_value(cfg, k)) is not None}
+    if variant.stvit is None and stvit_set:
+        keys = ", ".join(STVIT_KEYS[f] for f in stvit_set)
+        raise ConfigError(f"{keys} set, but MODEL.ARCH = {name!r} has no semantic tokens; use an stvit_* variant")
+    try:
+        stvit = dataclasses.replace(variant.stvit, **stvit_set) if variant.stvit is not None else None
+    except InvalidArgument as e:
+        raise _config_error(cfg, e) from e
+    kwargs["stvit"] = stvit.as_dict() if stvit is not None else None
+    return {"name": name, "kwargs": kwargs}
+
+
+def build_model_from_arch(arch: dict[str, Any]) -> SwinTransformer3D:
+    """Rebuild a model from :func:`model_arch`'s result (e.g. stored in a checkpoint)."""
+    kwargs = dict(arch["kwargs"])
+    if kwargs.get("stvit") is not None:
+        kwargs["stvit"] = STViTConfig(**kwargs["stvit"])
+    return SwinTransformer3D(**kwargs)
+
+
+def check_model_config(cfg: Any) -> None:
+    """Validate the model keys without building the model.
+
+    Raises:
+        ConfigError: naming the key, its value and why.
+    """
+    arch = model_arch(cfg)
+    kwargs = arch["kwargs"]
+    try:
+        check_swin_args(**{a: kwargs[a] for a in ("embed_dim", "depths", "num_heads", "patch_size", "window_size")})
+        if kwargs["stvit"] is not None:
+            STViTConfig(**kwargs["stvit"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
+    except InvalidArgument as e:
+        raise _config_error(cfg, e) from e
+    if not 0.0 <= cfg.MODEL.HEAD_DROPOUT < 1.0:
+        raise ConfigError(f"MODEL.HEAD_DROPOUT = {cfg.MODEL.HEAD_DROPOUT!r}: must be in [0, 1)")
+    if not 0.0 <= cfg.SWIN.DROP_PATH_RATE < 1.0:
+        raise ConfigError(f"SWIN.DROP_PATH_RATE = {cfg.SWIN.DROP_PATH_RATE!r}: must be in [0, 1)")
 
 
 def build_model(cfg: Any) -> nn.Module:
-    """Build the (randomly initialised) model of ``MODEL.ARCH``, on the CPU."""
+    """Build the (randomly initialised) model of the config, on the CPU."""
     try:
-        builder = MODEL_ARCHS[cfg.MODEL.ARCH]
-    except KeyError:
-        raise ValueError(f"MODEL.ARCH = {cfg.MODEL.ARCH!r} is not one of {', '.join(MODEL_ARCHS)}") from None
-    model = builder(cfg)
+        model = build_model_from_arch(model_arch(cfg))
+    except InvalidArgument as e:  # check_model_config catches these first; this is its safety net
+        raise _config_error(cfg, e) from e
     if cfg.MODEL.ACT_CHECKPOINT:
         model.set_grad_checkpointing(True)
     return model

@@ -36,11 +36,16 @@ Modes:
     spatiotemporal: cells span ``temporal_pool`` slices (ceil(D / t) grid slices); layer-1
         keys are the image tokens of those slices; layer 2, the global block and the
         recovery attend over the whole clip.
+
+Use: ``SwinTransformer3D(..., stvit=STViTConfig(mode="perframe", num_units=1))`` builds a Video
+Swin whose stage ``STViTConfig.stage`` is an :class:`STViTStage3D`; the named variants of
+:mod:`stvit_video.models.registry` do that for the shipped settings.
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -49,17 +54,11 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stvit_video.models.swin3d import (
-    PatchMerging3D,
-    Size3,
-    SwinTransformer3D,
-    SwinTransformerBlock3D,
-    window_partition,
-    window_reverse,
-)
+from stvit_video.models.swin3d import Size3, StageSpec, window_partition, window_reverse
+from stvit_video.utils.errors import InvalidArgument
 
 __all__ = [
-    "STViTSwinTransformer3D",
+    "STViTConfig",
     "STViTStage3D",
     "SemanticBlock",
     "SemanticGeometry",
@@ -71,6 +70,85 @@ __all__ = [
 # Blocks per unit: window block, STGM layer 1, STGM layer 2, local, global, recovery.
 UNIT_DEPTH = 6
 STVIT_MODES = ("perframe", "spatiotemporal")
+
+
+@dataclass(frozen=True)
+class STViTConfig:
+    """Where and how semantic tokens replace Swin blocks; given to
+    :class:`~stvit_video.models.swin3d.SwinTransformer3D` as ``stvit=``.
+
+    Attributes:
+        mode: "perframe" (tokens per temporal slice, the paper's video setting) or
+            "spatiotemporal" (cells span ``temporal_pool`` slices; clip-wide attention).
+        recovery: STViT-R (image tokens restored after every unit); False = plain STViT,
+            whose later stages run on the semantic grid.
+        stage: index of the stage holding the units (2 = the third, as in the paper).
+        num_units: units in that stage, each replacing 6 of its last blocks.
+        sample_window_size: s, semantic tokens per window side (s x s per window).
+        temporal_pool: slices pooled into one grid slice (spatiotemporal mode only).
+        use_global: learnable global centres G added to the STGM layer-2 queries (first unit).
+        layer_scale_init: initial value of the layer scales of the new blocks.
+    """
+
+    mode: str = "perframe"
+    recovery: bool = True
+    stage: int = 2
+    num_units: int = 1
+    sample_window_size: int = 3
+    temporal_pool: int = 1
+    use_global: bool = False
+    layer_scale_init: float = 1e-5
+
+    def __post_init__(self) -> None:
+        def bad(arg: str, why: str) -> InvalidArgument:
+            return InvalidArgument("STViTConfig", arg, getattr(self, arg), why)
+
+        if self.mode not in STVIT_MODES:
+            raise bad("mode", f"must be one of {', '.join(STVIT_MODES)}")
+        for arg in ("stage", "num_units", "sample_window_size", "temporal_pool"):
+            value = getattr(self, arg)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if arg == "stage" else 1):
+                raise bad(arg, f"must be an integer >= {0 if arg == 'stage' else 1}")
+        if self.mode == "perframe" and self.temporal_pool != 1:
+            raise bad("temporal_pool", "must be 1 in mode 'perframe' (use mode 'spatiotemporal' to pool slices)")
+        if not isinstance(self.recovery, bool) or not isinstance(self.use_global, bool):
+            raise bad("recovery" if not isinstance(self.recovery, bool) else "use_global", "must be True or False")
+        if not self.layer_scale_init >= 0:
+            raise bad("layer_scale_init", "must be >= 0")
+
+    def check_fits(self, *, depths: Sequence[int], window_size: Sequence[int]) -> None:
+        """Check the units fit the backbone: the stage exists, has 6 x ``num_units`` blocks,
+        and s tokens fit a window side.
+
+        Raises:
+            InvalidArgument: naming the field.
+        """
+        if self.stage >= len(depths):
+            raise InvalidArgument("STViTConfig", "stage", self.stage,
+                                  f"is not a stage index of depths {tuple(depths)}")
+        most = depths[self.stage] // UNIT_DEPTH
+        if self.num_units > most:
+            raise InvalidArgument("STViTConfig", "num_units", self.num_units,
+                                  f"{self.num_units} units of {UNIT_DEPTH} blocks do not fit a stage of depth "
+                                  f"{depths[self.stage]} (at most {most})")
+        side = min(window_size[1], window_size[2])
+        if self.sample_window_size > side:
+            raise InvalidArgument("STViTConfig", "sample_window_size", self.sample_window_size,
+                                  f"more tokens per side than the window has ({side})")
+
+    def global_grid(self, feature_side: int, window_size: Sequence[int]) -> tuple[int, int]:
+        """Semantic grid (Hg, Wg) of one slice of a ``feature_side`` square map: the shape of G."""
+        geo = semantic_geometry((1, feature_side, feature_side), tuple(window_size), self.sample_window_size, 1)
+        return geo.grid[1], geo.grid[2]
+
+    def build_stage(self, spec: StageSpec, *, feature_side: int) -> "STViTStage3D":
+        """The STViT stage replacing the Swin stage ``spec`` (``feature_side``: its map side at
+        the training crop, which sizes G)."""
+        return STViTStage3D(spec, self, global_grid=self.global_grid(feature_side, spec.window_size))
+
+    def as_dict(self) -> dict:
+        """Plain dict of the fields (for checkpoints and logs)."""
+        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------- #
@@ -106,68 +184,83 @@ def _axis_key_windows(length: int, cells: int, key_size: int, expand_to_centre: 
 class SemanticGeometry:
     """Where the semantic tokens of one unit come from, for one feature-map size.
 
+    Built once per (map size, window, s, temporal pool, device) and cached, so no index is
+    rebuilt or copied to the device in a forward pass.
+
     Attributes:
+        size: (D, H, W) image-token map.
         cells: (nt, nh, nw) number of window cells along T, H, W.
         cell: (1, s, s) semantic tokens per cell.
         grid: (nt, nh*s, nw*s) semantic token grid.
         key_t, key_h, key_w: (cells_axis, K_axis) positions of the layer-1 key window of
             every cell along each axis.
+        key_index: (nt*nh*nw, Kt*Kh*Kw) positions of every cell's key window in the
+            flattened (D*H*W) map; cells and keys in raster order.
     """
 
+    size: Size3
     cells: Size3
     cell: Size3
     grid: Size3
     key_t: torch.Tensor
     key_h: torch.Tensor
     key_w: torch.Tensor
+    key_index: torch.Tensor
 
     @property
     def num_keys(self) -> int:
         """Image tokens in one layer-1 key window."""
-        return self.key_t.shape[1] * self.key_h.shape[1] * self.key_w.shape[1]
+        return self.key_index.shape[1]
+
+
+@functools.lru_cache(maxsize=64)
+def _semantic_geometry_cached(size: Size3, window: tuple[int, int], s: int, temporal_pool: int,
+                              device: torch.device) -> SemanticGeometry:
+    D, H, W = size
+    wt, wh, ww = min(temporal_pool, D), min(window[0], H), min(window[1], W)
+    nt, nh, nw = math.ceil(D / wt), math.ceil(H / wh), math.ceil(W / ww)
+    kh, kw = min(H, wh + wh // 2), min(W, ww + ww // 2)
+    key_t = _axis_key_windows(D, nt, wt, expand_to_centre=False)
+    key_h = _axis_key_windows(H, nh, kh, expand_to_centre=True)
+    key_w = _axis_key_windows(W, nw, kw, expand_to_centre=True)
+    flat = ((key_t[:, None, None, :, None, None] * H + key_h[None, :, None, None, :, None]) * W
+            + key_w[None, None, :, None, None, :])  # (nt, nh, nw, Kt, Kh, Kw)
+    return SemanticGeometry(
+        size=size, cells=(nt, nh, nw), cell=(1, s, s), grid=(nt, nh * s, nw * s),
+        key_t=key_t.to(device), key_h=key_h.to(device), key_w=key_w.to(device),
+        key_index=flat.reshape(nt * nh * nw, -1).to(device))
 
 
 def semantic_geometry(size: Sequence[int], window: Sequence[int], sample_window_size: int,
-                      temporal_pool: int) -> SemanticGeometry:
-    """Semantic grid and layer-1 key windows for a feature map.
+                      temporal_pool: int, device: torch.device | str = "cpu") -> SemanticGeometry:
+    """Semantic grid and layer-1 key windows for a feature map (cached per arguments).
 
     Args:
         size: (D, H, W) image-token map.
         window: (wd, wh, ww) Swin window; only wh, ww are used (clamped to H, W).
         sample_window_size: s, semantic tokens per window side.
         temporal_pool: slices pooled into one grid slice (1 = per-frame).
+        device: where the index tensors live.
 
     Returns:
-        The :class:`SemanticGeometry`.
+        The :class:`SemanticGeometry` (shared: do not modify its tensors).
     """
-    D, H, W = size
-    s = sample_window_size
-    wt, wh, ww = min(temporal_pool, D), min(window[1], H), min(window[2], W)
-    nt, nh, nw = math.ceil(D / wt), math.ceil(H / wh), math.ceil(W / ww)
-    kh, kw = min(H, wh + wh // 2), min(W, ww + ww // 2)
-    return SemanticGeometry(
-        cells=(nt, nh, nw), cell=(1, s, s), grid=(nt, nh * s, nw * s),
-        key_t=_axis_key_windows(D, nt, wt, expand_to_centre=False),
-        key_h=_axis_key_windows(H, nh, kh, expand_to_centre=True),
-        key_w=_axis_key_windows(W, nw, kw, expand_to_centre=True),
-    )
+    return _semantic_geometry_cached(tuple(size), (window[1], window[2]), sample_window_size, temporal_pool,
+                                     torch.device(device))
 
 
 def gather_key_windows(x: torch.Tensor, geo: SemanticGeometry) -> torch.Tensor:
     """Image tokens of every cell's layer-1 key window.
 
     Args:
-        x: (B, D, H, W, C') tokens (already projected to keys/values).
+        x: (B, D, H, W, C') tokens (already projected to keys/values), on ``geo``'s device.
 
     Returns:
         (B * nt * nh * nw, Kt * Kh * Kw, C'), cells in raster order.
     """
     B, C = x.shape[0], x.shape[-1]
-    t = geo.key_t.to(x.device)[:, None, None, :, None, None]
-    h = geo.key_h.to(x.device)[None, :, None, None, :, None]
-    w = geo.key_w.to(x.device)[None, None, :, None, None, :]
-    windows = x[:, t, h, w]  # (B, nt, nh, nw, Kt, Kh, Kw, C')
-    return windows.reshape(B * math.prod(geo.cells), geo.num_keys, C)
+    windows = x.reshape(B, -1, C)[:, geo.key_index]  # (B, cells, K, C')
+    return windows.reshape(B * geo.key_index.shape[0], geo.num_keys, C)
 
 
 def to_groups(x: torch.Tensor, per_slice: bool) -> torch.Tensor:
@@ -264,7 +357,7 @@ class SemanticBlock(nn.Module):
 # Stage
 # ----------------------------------------------------------------------------------------- #
 class STViTStage3D(nn.Module):
-    """A Swin stage whose last ``num_units`` x 6 blocks are STViT units.
+    """A Swin stage whose last ``config.num_units`` x 6 blocks are STViT units.
 
     ``blocks[j]`` replaces block j of the Swin stage it is built from, so checkpoint keys
     keep their block index. In a unit starting at block j0:
@@ -273,55 +366,45 @@ class STViTStage3D(nn.Module):
 
     (B, D, H, W, C) -> (B, D, H', W', C') for STViT-R; plain STViT returns the merged semantic
     grid (B, Tg, Hg', Wg', C') instead.
+
+    Args:
+        spec: the Swin stage this one replaces (widths, depth, window, drop-path rates).
+        config: the semantic-token settings.
+        global_grid: (Hg, Wg) grid of the global centres G (the grid at the training crop).
     """
 
-    def __init__(self, *, dim: int, depth: int, num_heads: int, window_size: Size3, mlp_ratio: float,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_path: Sequence[float],
-                 downsample: bool, num_units: int, mode: str, recovery: bool, sample_window_size: int,
-                 temporal_pool: int, use_global: bool, global_grid: tuple[int, int],
-                 layer_scale_init: float) -> None:
+    def __init__(self, spec: StageSpec, config: STViTConfig, *, global_grid: tuple[int, int]) -> None:
         super().__init__()
-        if mode not in STVIT_MODES:
-            raise ValueError(f"STViTStage3D: mode {mode!r} must be one of {STVIT_MODES}")
-        if not 1 <= num_units <= depth // UNIT_DEPTH:
-            raise ValueError(f"STViTStage3D: {num_units} units of {UNIT_DEPTH} blocks do not fit a stage of "
-                             f"depth {depth} (at most {depth // UNIT_DEPTH})")
-        if sample_window_size < 1 or temporal_pool < 1:
-            raise ValueError(f"STViTStage3D: sample_window_size ({sample_window_size}) and temporal_pool "
-                             f"({temporal_pool}) must be >= 1")
-        if mode == "perframe" and temporal_pool != 1:
-            raise ValueError(f"STViTStage3D: temporal_pool={temporal_pool} needs mode='spatiotemporal'")
-        self.mode = mode
-        self.recovery = recovery
-        self.window_size = tuple(window_size)
-        self.sample_window_size = sample_window_size
-        self.temporal_pool = temporal_pool
+        most = spec.depth // UNIT_DEPTH
+        if config.num_units > most:
+            raise InvalidArgument("STViTStage3D", "num_units", config.num_units,
+                                  f"{config.num_units} units of {UNIT_DEPTH} blocks do not fit a stage of depth "
+                                  f"{spec.depth} (at most {most})")
+        self.config = config
+        self.mode = config.mode
+        self.recovery = config.recovery
+        self.window_size = spec.window_size
+        self.sample_window_size = config.sample_window_size
+        self.temporal_pool = config.temporal_pool
         self.grad_checkpointing = False
-        self.first_unit = depth - num_units * UNIT_DEPTH
-        # Swin blocks before the units keep their regular/shifted alternation.
-        shift = tuple(w // 2 for w in window_size)
-        self.roles: list[str] = []
-        self.blocks = nn.ModuleList()
-        for j in range(depth):
-            role = self._role(j, depth)
-            self.roles.append(role)
-            if role in ("swin", "unit_swin"):
-                block: nn.Module = SwinTransformerBlock3D(
-                    dim=dim, num_heads=num_heads, window_size=window_size,
-                    shift_size=shift if role == "swin" and j % 2 else (0, 0, 0), mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                    drop=drop, attn_drop=attn_drop, drop_path=drop_path[j])
-            else:
-                block = SemanticBlock(dim=dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                                      drop=drop, attn_drop=attn_drop, drop_path=drop_path[j],
-                                      layer_scale_init=layer_scale_init, residual=role != "stgm1")
-            self.blocks.append(block)
+        self.first_unit = spec.depth - config.num_units * UNIT_DEPTH
+        self.roles = [self._role(j, spec.depth) for j in range(spec.depth)]
+        self.blocks = nn.ModuleList([
+            # Swin blocks before the units keep their regular/shifted alternation; a unit's is unshifted
+            spec.swin_block(j, shifted=role == "swin" and j % 2 == 1) if role in ("swin", "unit_swin")
+            else SemanticBlock(dim=spec.dim, num_heads=spec.num_heads, mlp_ratio=spec.mlp_ratio,
+                               qkv_bias=spec.qkv_bias, drop=spec.drop, attn_drop=spec.attn_drop,
+                               drop_path=spec.drop_path[j], layer_scale_init=config.layer_scale_init,
+                               residual=role != "stgm1")
+            for j, role in enumerate(self.roles)
+        ])
         self.global_grid = tuple(global_grid)
-        if use_global:
-            self.global_centres = nn.Parameter(torch.zeros(1, global_grid[0] * global_grid[1], dim))
+        if config.use_global:
+            self.global_centres = nn.Parameter(torch.zeros(1, global_grid[0] * global_grid[1], spec.dim))
             trunc_normal_(self.global_centres, std=0.02)
         else:
             self.global_centres = None
-        self.downsample = PatchMerging3D(dim=dim) if downsample else None
+        self.downsample = spec.merging()
 
     def _role(self, j: int, depth: int) -> str:
         if j < self.first_unit:
@@ -359,7 +442,8 @@ class STViTStage3D(nn.Module):
     # --- unit steps: X (B, D, H, W, C), S grid (B, Tg, Hg, Wg, C) --------------------------------
     def _stgm1(self, blk: SemanticBlock, x: torch.Tensor) -> torch.Tensor:
         B, D, H, W, C = x.shape
-        geo = semantic_geometry((D, H, W), self.window_size, self.sample_window_size, self.temporal_pool)
+        geo = semantic_geometry((D, H, W), self.window_size, self.sample_window_size, self.temporal_pool,
+                                x.device)
         pooled = F.adaptive_max_pool3d(x.permute(0, 4, 1, 2, 3), geo.grid)  # (B, C, Tg, Hg, Wg)
         pooled = pooled.permute(0, 2, 3, 4, 1)
         cells_p = window_partition(pooled, geo.cell)  # (B*cells, s*s, C)
@@ -410,73 +494,3 @@ class STViTStage3D(nn.Module):
         if self.downsample is not None:
             x = self.downsample(x)
         return x
-
-
-# ----------------------------------------------------------------------------------------- #
-# Model
-# ----------------------------------------------------------------------------------------- #
-class STViTSwinTransformer3D(SwinTransformer3D):
-    """Video Swin with STViT units in one stage; all other stages are plain Swin.
-
-    Args (besides those of :class:`SwinTransformer3D`):
-        stvit_stage: index of the stage holding the units (2 = the third, as in the paper).
-        num_units: units in that stage, each replacing its last 6 x num_units blocks.
-        mode: "perframe" or "spatiotemporal".
-        recovery: STViT-R (image tokens restored after every unit); False = plain STViT,
-            whose later stages run on the semantic grid.
-        sample_window_size: s, semantic tokens per window side (s x s per window).
-        temporal_pool: slices pooled into one grid slice (spatiotemporal mode only).
-        use_global: add learnable global centres G to the queries of STGM layer 2.
-        layer_scale_init: initial value of the layer scales of the new blocks.
-        img_size: training crop; sets the grid of G (other crops interpolate G).
-    """
-
-    def __init__(self, *, num_classes: int = 400, in_chans: int = 3, patch_size: Size3 = (2, 4, 4),
-                 embed_dim: int = 96, depths: Sequence[int] = (2, 2, 6, 2),
-                 num_heads: Sequence[int] = (3, 6, 12, 24), window_size: Size3 = (8, 7, 7),
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_norm: bool = True,
-                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 head_dropout: float = 0.5, stvit_stage: int = 2, num_units: int = 1,
-                 mode: str = "perframe", recovery: bool = True, sample_window_size: int = 3,
-                 temporal_pool: int = 1, use_global: bool = False, layer_scale_init: float = 1e-5,
-                 img_size: int = 224) -> None:
-        if not 0 <= stvit_stage < len(depths):
-            raise ValueError(f"STViTSwinTransformer3D: stvit_stage {stvit_stage} is not a stage index "
-                             f"of depths {tuple(depths)}")
-        self.stvit_stage = stvit_stage
-        self.stvit_args = dict(num_units=num_units, mode=mode, recovery=recovery,
-                               sample_window_size=sample_window_size, temporal_pool=temporal_pool,
-                               use_global=use_global, layer_scale_init=layer_scale_init)
-        self.img_size = img_size
-        super().__init__(num_classes=num_classes, in_chans=in_chans, patch_size=patch_size,
-                         embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
-                         mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, patch_norm=patch_norm, drop_rate=drop_rate,
-                         attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-                         head_dropout=head_dropout)
-        # new blocks keep layer scales at layer_scale_init (apply() only touched Linear/LayerNorm)
-
-    def _global_grid(self) -> tuple[int, int]:
-        """Semantic grid (Hg, Wg) of one slice for an ``img_size`` crop."""
-        side = self.img_size
-        side = math.ceil(side / self.patch_embed.patch_size[1])
-        for _ in range(self.stvit_stage):
-            side = math.ceil(side / 2)
-        geo = semantic_geometry((1, side, side), self.window_size, self.stvit_args["sample_window_size"], 1)
-        return geo.grid[1], geo.grid[2]
-
-    def _make_stage(self, i: int, drop_path: Sequence[float]) -> nn.Module:
-        if i != self.stvit_stage:
-            return super()._make_stage(i, drop_path)
-        return STViTStage3D(
-            dim=self.stage_dim(i), depth=self.depths[i], num_heads=self.num_heads[i],
-            window_size=self.window_size, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
-            drop=self.drop_rate, attn_drop=self.attn_drop_rate, drop_path=drop_path,
-            downsample=i < self.num_layers - 1, global_grid=self._global_grid(), **self.stvit_args)
-
-    def semantic_parameter_names(self) -> set[str]:
-        """Full names of the parameters new in STViT (STGM, S-only, recovery blocks and G).
-
-        These get their own optimizer group, so a backbone LR multiplier does not slow them.
-        """
-        prefixes = [f"layers.{self.stvit_stage}.{n}" for n in self.layers[self.stvit_stage].semantic_block_names()]
-        return {n for n, _ in self.named_parameters() if any(n == p or n.startswith(p + ".") for p in prefixes)}

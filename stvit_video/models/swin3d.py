@@ -28,7 +28,9 @@ Data flow::
 from __future__ import annotations
 
 import functools
-from typing import Optional, Sequence
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +38,17 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from stvit_video.utils.errors import InvalidArgument
+
+if TYPE_CHECKING:  # stvit.py imports this module; the model only calls the config it is given
+    from stvit_video.models.stvit import STViTConfig
+
 __all__ = [
     "SwinTransformer3D",
     "SwinTransformerBlock3D",
     "SwinStage3D",
+    "StageSpec",
+    "check_swin_args",
     "WindowAttention3D",
     "PatchEmbed3D",
     "PatchMerging3D",
@@ -329,27 +338,62 @@ class PatchMerging3D(nn.Module):
         return self.reduction(self.norm(x))
 
 
+@dataclass(frozen=True)
+class StageSpec:
+    """Everything that shapes one stage, shared by the Swin stage and any stage that replaces it.
+
+    Attributes:
+        dim: channels C of the stage.
+        depth: number of blocks.
+        num_heads: attention heads.
+        window_size: (T, H, W) attention window.
+        mlp_ratio, qkv_bias, drop, attn_drop: as in :class:`SwinTransformerBlock3D`.
+        drop_path: stochastic depth rate of each block (``depth`` values).
+        downsample: end the stage with a :class:`PatchMerging3D`.
+    """
+
+    dim: int
+    depth: int
+    num_heads: int
+    window_size: Size3
+    mlp_ratio: float
+    qkv_bias: bool
+    drop: float
+    attn_drop: float
+    drop_path: tuple[float, ...]
+    downsample: bool
+
+    def __post_init__(self) -> None:
+        if len(self.drop_path) != self.depth:
+            raise ValueError(f"StageSpec: {len(self.drop_path)} drop-path rates for {self.depth} blocks")
+
+    @property
+    def shift_size(self) -> Size3:
+        """Shift of the shifted-window blocks: half the window."""
+        return tuple(w // 2 for w in self.window_size)  # type: ignore[return-value]
+
+    def swin_block(self, index: int, shifted: bool) -> "SwinTransformerBlock3D":
+        """Block ``index`` of the stage as a Swin block, with or without the window shift."""
+        return SwinTransformerBlock3D(
+            dim=self.dim, num_heads=self.num_heads, window_size=self.window_size,
+            shift_size=self.shift_size if shifted else (0, 0, 0), mlp_ratio=self.mlp_ratio,
+            qkv_bias=self.qkv_bias, drop=self.drop, attn_drop=self.attn_drop, drop_path=self.drop_path[index])
+
+    def merging(self) -> Optional["PatchMerging3D"]:
+        """The patch merging that ends the stage, or None for the last stage."""
+        return PatchMerging3D(dim=self.dim) if self.downsample else None
+
+
 class SwinStage3D(nn.Module):
     """One stage: ``depth`` blocks alternating regular and shifted windows, then merging.
 
     (B, D, H, W, C) -> (B, D, H', W', C') with H' = ceil(H/2), C' = 2C if it downsamples.
     """
 
-    def __init__(self, *, dim: int, depth: int, num_heads: int, window_size: Size3, mlp_ratio: float,
-                 qkv_bias: bool, drop: float, attn_drop: float, drop_path: Sequence[float],
-                 downsample: bool) -> None:
+    def __init__(self, spec: StageSpec) -> None:
         super().__init__()
-        if len(drop_path) != depth:
-            raise ValueError(f"SwinStage3D: {len(drop_path)} drop-path rates for {depth} blocks")
-        shift = tuple(w // 2 for w in window_size)
-        self.blocks = nn.ModuleList([
-            SwinTransformerBlock3D(
-                dim=dim, num_heads=num_heads, window_size=window_size,
-                shift_size=(0, 0, 0) if i % 2 == 0 else shift, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                drop=drop, attn_drop=attn_drop, drop_path=drop_path[i])
-            for i in range(depth)
-        ])
-        self.downsample = PatchMerging3D(dim=dim) if downsample else None
+        self.blocks = nn.ModuleList([spec.swin_block(j, shifted=j % 2 == 1) for j in range(spec.depth)])
+        self.downsample = spec.merging()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W, C) -> (B, D, H', W', C')."""
@@ -391,8 +435,35 @@ class I3DHead(nn.Module):
 # ----------------------------------------------------------------------------------------- #
 # Model
 # ----------------------------------------------------------------------------------------- #
+def check_swin_args(*, embed_dim: int, depths: Sequence[int], num_heads: Sequence[int],
+                    patch_size: Sequence[int], window_size: Sequence[int]) -> None:
+    """Validate the shape arguments of :class:`SwinTransformer3D` without building it.
+
+    Raises:
+        InvalidArgument: naming the argument (a builder turns it into the config key).
+    """
+    def bad(arg: str, value: object, why: str) -> InvalidArgument:
+        return InvalidArgument("SwinTransformer3D", arg, value, why)
+
+    if not (isinstance(embed_dim, int) and embed_dim >= 1):
+        raise bad("embed_dim", embed_dim, "must be an integer >= 1")
+    depths, num_heads = tuple(depths), tuple(num_heads)
+    if not depths or not all(isinstance(d, int) and d >= 1 for d in depths):
+        raise bad("depths", depths, "needs >= 1 stage, each of >= 1 block")
+    if len(num_heads) != len(depths):
+        raise bad("num_heads", num_heads, f"needs one entry per stage of depths {depths}")
+    for i, h in enumerate(num_heads):
+        dim = embed_dim * 2**i
+        if not (isinstance(h, int) and h >= 1 and dim % h == 0):
+            raise bad("num_heads", num_heads, f"stage {i} has {dim} channels, not divisible by {h} heads")
+    for arg, value in (("patch_size", tuple(patch_size)), ("window_size", tuple(window_size))):
+        if len(value) != 3 or not all(isinstance(v, int) and v >= 1 for v in value):
+            raise bad(arg, value, "must be three integers >= 1 (T, H, W)")
+
+
 class SwinTransformer3D(nn.Module):
-    """Video Swin Transformer classifier with the timm model interface.
+    """Video Swin Transformer classifier with the timm model interface, optionally with STViT
+    semantic tokens in one stage.
 
     Args:
         num_classes: classes of the head (0 = no classifier, features only).
@@ -409,6 +480,10 @@ class SwinTransformer3D(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth of the last block, linear from 0 over all blocks.
         head_dropout: dropout before the classifier.
+        stvit: semantic tokens (:class:`stvit_video.models.stvit.STViTConfig`) in stage
+            ``stvit.stage``, which it builds; None = plain Video Swin.
+        img_size: training crop side; sizes what the STViT stage learns per position (its
+            global centres); any other crop works at run time.
     """
 
     def __init__(self, *, num_classes: int = 400, in_chans: int = 3, patch_size: Size3 = (2, 4, 4),
@@ -416,47 +491,42 @@ class SwinTransformer3D(nn.Module):
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: Size3 = (8, 7, 7),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_norm: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 head_dropout: float = 0.5) -> None:
+                 head_dropout: float = 0.5, stvit: Optional["STViTConfig"] = None,
+                 img_size: int = 224) -> None:
         super().__init__()
-        if len(depths) != len(num_heads):
-            raise ValueError(f"SwinTransformer3D: depths {tuple(depths)} and num_heads {tuple(num_heads)} "
-                             "need one entry per stage")
+        check_swin_args(embed_dim=embed_dim, depths=depths, num_heads=num_heads, patch_size=patch_size,
+                        window_size=window_size)
+        if stvit is not None:
+            stvit.check_fits(depths=tuple(depths), window_size=tuple(window_size))
         self.num_classes = num_classes
         self.depths = tuple(depths)
-        self.num_heads = tuple(num_heads)
         self.window_size = tuple(window_size)
-        self.mlp_ratio = mlp_ratio
-        self.qkv_bias = qkv_bias
-        self.drop_rate = drop_rate
-        self.attn_drop_rate = attn_drop_rate
         self.num_layers = len(depths)
         self.embed_dim = embed_dim
         self.num_features = embed_dim * 2 ** (self.num_layers - 1)
+        self.stvit = stvit
         self.grad_checkpointing = False
 
         self.patch_embed = PatchEmbed3D(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
                                         patch_norm=patch_norm)
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        side = math.ceil(img_size / patch_size[1])  # feature side at the training crop, per stage
         self.layers = nn.ModuleList()
         for i in range(self.num_layers):
-            rates = dpr[sum(depths[:i]):sum(depths[:i + 1])]
-            self.layers.append(self._make_stage(i, rates))
+            spec = StageSpec(
+                dim=embed_dim * 2**i, depth=depths[i], num_heads=num_heads[i], window_size=self.window_size,
+                mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
+                drop_path=tuple(dpr[sum(depths[:i]):sum(depths[:i + 1])]), downsample=i < self.num_layers - 1)
+            if stvit is not None and i == stvit.stage:
+                self.layers.append(stvit.build_stage(spec, feature_side=side))
+            else:
+                self.layers.append(SwinStage3D(spec))
+            side = math.ceil(side / 2)
         self.norm = nn.LayerNorm(self.num_features)
         self.head = I3DHead(in_features=self.num_features, num_classes=num_classes, dropout=head_dropout)
         self.apply(self._init_weights)
         self.head.reset_parameters()
-
-    def stage_dim(self, i: int) -> int:
-        """Channels of stage ``i``."""
-        return self.embed_dim * 2 ** i
-
-    def _make_stage(self, i: int, drop_path: Sequence[float]) -> nn.Module:
-        return SwinStage3D(
-            dim=self.stage_dim(i), depth=self.depths[i], num_heads=self.num_heads[i],
-            window_size=self.window_size, mlp_ratio=self.mlp_ratio, qkv_bias=self.qkv_bias,
-            drop=self.drop_rate, attn_drop=self.attn_drop_rate, drop_path=drop_path,
-            downsample=i < self.num_layers - 1)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -473,6 +543,18 @@ class SwinTransformer3D(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Names of parameters exempt from weight decay besides 1-D ones (the bias tables)."""
         return {n for n, _ in self.named_parameters() if n.endswith("relative_position_bias_table")}
+
+    @torch.jit.ignore
+    def semantic_parameter_names(self) -> set[str]:
+        """Full names of the parameters new in STViT (STGM, S-only, recovery blocks, global
+        centres); empty for plain Swin. They get their own optimizer group and no Swin
+        checkpoint holds them."""
+        names: set[str] = set()
+        for i, layer in enumerate(self.layers):
+            prefixes = [f"layers.{i}.{n}" for n in getattr(layer, "semantic_block_names", lambda: [])()]
+            names |= {n for n, _ in self.named_parameters()
+                      if any(n == p or n.startswith(p + ".") for p in prefixes)}
+        return names
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -12,20 +12,27 @@ Layouts handled:
     video_swin  official Video Swin / mmaction: ``{"state_dict": {"backbone.*", "cls_head.fc_cls.*"}}``
     swin2d      official ImageNet Swin: ``{"model": {"patch_embed.proj.weight" (C, 3, 4, 4), ...,
                 "head.weight"}}``, inflated to 3D
+    stvit_r2d   released 2D STViT-R ImageNet checkpoints, inflated into a per-frame STViT-R
+                model (:mod:`stvit_video.models.stvit_r2d`)
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from stvit_video.utils.errors import CheckpointError
+from stvit_video.models.conversion import (
+    CheckpointLoadError,
+    LoadReport,
+    drop_derived,
+    inflate_bias_table,
+    key_problems,
+    unwrap_state_dict,
+)
+from stvit_video.models.stvit_r2d import convert_stvit_r2d
 
 __all__ = [
     "CheckpointLoadError",
@@ -40,66 +47,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMATS = ("native", "video_swin", "swin2d")
-# Buffers the official models save but we recompute from the window size.
-_DERIVED_BUFFERS = ("relative_position_index", "attn_mask")
-
-
-class CheckpointLoadError(CheckpointError):
-    """A checkpoint does not fit the model; the message names the keys and shapes."""
-
-
-@dataclass
-class LoadReport:
-    """What a load did, key by key.
-
-    Attributes:
-        loaded: model keys taken from the checkpoint.
-        fresh: model keys left at their initialisation, with the reason.
-        unused: checkpoint keys not used, with the reason.
-    """
-
-    loaded: list[str] = field(default_factory=list)
-    fresh: dict[str, str] = field(default_factory=dict)
-    unused: dict[str, str] = field(default_factory=dict)
-
-    def log(self, log: logging.Logger = logger) -> None:
-        log.info("loaded %d tensors from the checkpoint", len(self.loaded))
-        for name, why in self.fresh.items():
-            log.info("freshly initialised: %s (%s)", name, why)
-        for name, why in self.unused.items():
-            log.info("checkpoint key not used: %s (%s)", name, why)
+CHECKPOINT_FORMATS = ("native", "video_swin", "swin2d", "stvit_r2d")
 
 
 # ----------------------------------------------------------------------------------------- #
 # Layout conversions (pure functions on state dicts)
 # ----------------------------------------------------------------------------------------- #
-def unwrap_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """The tensor dict inside a checkpoint: ``state_dict`` / ``model`` / ``module`` wrappers and
-    DDP's ``module.`` prefix removed."""
-    sd: Any = checkpoint
-    for wrapper in ("state_dict", "model", "module"):
-        if isinstance(sd, Mapping) and wrapper in sd and isinstance(sd[wrapper], Mapping):
-            sd = sd[wrapper]
-            break
-    if not isinstance(sd, Mapping) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointLoadError("checkpoint holds no state dict of tensors (looked for 'state_dict', "
-                                  "'model', 'module' or a bare dict)")
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return dict(sd)
-
-
-def _drop_derived(sd: dict[str, torch.Tensor], report: LoadReport) -> dict[str, torch.Tensor]:
-    out = {}
-    for k, v in sd.items():
-        if k.rsplit(".", 1)[-1] in _DERIVED_BUFFERS:
-            report.unused[k] = "derived buffer, recomputed by the model"
-        else:
-            out[k] = v
-    return out
-
-
 def convert_video_swin(sd: Mapping[str, torch.Tensor], report: Optional[LoadReport] = None) -> dict[str, torch.Tensor]:
     """Official Video Swin (mmaction) keys -> ours.
 
@@ -115,7 +68,7 @@ def convert_video_swin(sd: Mapping[str, torch.Tensor], report: Optional[LoadRepo
         elif k.startswith("cls_head.fc_cls."):
             k = "head.fc." + k[len("cls_head.fc_cls."):]
         out[k] = v
-    return _drop_derived(out, report)
+    return drop_derived(out, report)
 
 
 def inflate_swin2d(sd: Mapping[str, torch.Tensor], model: nn.Module,
@@ -132,7 +85,7 @@ def inflate_swin2d(sd: Mapping[str, torch.Tensor], model: nn.Module,
     report = LoadReport() if report is None else report
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
-    for k, v in _drop_derived(dict(sd), report).items():
+    for k, v in drop_derived(dict(sd), report).items():
         if k.startswith("head."):
             report.unused[k] = "2D ImageNet classifier"
             continue
@@ -140,26 +93,9 @@ def inflate_swin2d(sd: Mapping[str, torch.Tensor], model: nn.Module,
             pt = target[k].shape[2]
             v = v.unsqueeze(2).repeat(1, 1, pt, 1, 1) / pt
         elif k.endswith("relative_position_bias_table") and k in target:
-            v = _inflate_bias_table(k, v, target[k].shape[0], model)
+            v = inflate_bias_table(k, v, target[k].shape[0], model.window_size)
         out[k] = v
     return out
-
-
-def _inflate_bias_table(key: str, table: torch.Tensor, rows_3d: int, model: nn.Module) -> torch.Tensor:
-    wd, wh, ww = model.window_size
-    rows_2d = (2 * wh - 1) * (2 * ww - 1)
-    if rows_3d != (2 * wd - 1) * rows_2d:
-        raise CheckpointLoadError(f"{key}: model table has {rows_3d} rows, not (2*{wd}-1) x {rows_2d}")
-    L, heads = table.shape
-    if L != rows_2d:
-        side = math.isqrt(L)
-        if side * side != L:
-            raise CheckpointLoadError(f"{key}: 2D table with {L} rows is not square")
-        grid = table.T.reshape(1, heads, side, side)
-        table = F.interpolate(grid, size=(2 * wh - 1, 2 * ww - 1), mode="bicubic",
-                              align_corners=False).reshape(heads, rows_2d).T
-    # rows are indexed d-major, so tiling gives every temporal offset the 2D table
-    return table.repeat(2 * wd - 1, 1)
 
 
 def split_qkv_for_stvit(sd: Mapping[str, torch.Tensor], model: nn.Module,
@@ -240,13 +176,18 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
         sd = convert_video_swin(sd, report)
     elif fmt == "swin2d":
         sd = inflate_swin2d(sd, model, report)
+    elif fmt == "stvit_r2d":
+        sd = convert_stvit_r2d(sd, {k: v.shape for k, v in model.state_dict().items()},
+                               window_size=model.window_size, report=report, log=log)
     else:
-        sd = _drop_derived(sd, report)
+        sd = drop_derived(sd, report)
     if hasattr(model, "semantic_parameter_names") and not any(".attn.q." in k for k in sd):
         sd = split_qkv_for_stvit(sd, model, report)
 
     target = model.state_dict()
     fresh = {k: why for k, why in _fresh_reasons(model).items() if k not in sd}
+    # what a converter left fresh on purpose (e.g. the stem of stvit_r2d); the head follows reinit_head
+    fresh.update({k: why for k, why in report.fresh.items() if not k.startswith("head.")})
     head_keys = [k for k in target if k.startswith("head.")]
     head_fits = all(k in sd and sd[k].shape == target[k].shape for k in head_keys)
     if not head_fits and reinit_head:
@@ -254,20 +195,11 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
             fresh[k] = "classifier re-initialised for fine-tuning"
             if k in sd:
                 report.unused[k] = f"classifier of shape {tuple(sd.pop(k).shape)}"
-    missing = [k for k in target if k not in sd and k not in fresh]
-    unexpected = [k for k in sd if k not in target]
-    mismatched = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
-                  for k in sd if k in target and sd[k].shape != target[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing from the checkpoint: {', '.join(missing)}")
-    if unexpected:
-        problems.append(f"not in the model: {', '.join(unexpected)}")
-    if mismatched:
-        problems.append(f"shape mismatch: {'; '.join(mismatched)}")
+    problems = key_problems(sd, {k: v.shape for k, v in target.items()}, fresh=list(fresh))
     if problems:
-        hint = " (pass reinit_head=True to fine-tune on other classes)" if any(
-            k.startswith("head.") for k in missing + [m.split(":")[0] for m in mismatched]) else ""
+        head_at_fault = any(k.startswith("head.") and (k not in sd or sd[k].shape != target[k].shape)
+                            for k in target if k not in fresh)
+        hint = " (pass reinit_head=True to fine-tune on other classes)" if head_at_fault else ""
         raise CheckpointLoadError(f"cannot load {source} as {fmt!r} into {type(model).__name__}: "
                                   + " | ".join(problems) + hint)
     model.load_state_dict(sd, strict=False)

@@ -9,13 +9,19 @@ q @ k^T plus attn @ v = batch x heads x Lq x Lk x (d_qk + d_v) multiply-adds.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 from torch import nn
+
+with warnings.catch_warnings():
+    # fvcore.nn scripts its focal loss at import time, which torch now flags as deprecated:
+    # fvcore's warning, not ours, printed on every run otherwise
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script", category=FutureWarning)
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 __all__ = ["FlopReport", "count_flops", "count_parameters", "sdpa_flop_jit", "NOT_COUNTED"]
 

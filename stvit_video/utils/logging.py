@@ -9,6 +9,22 @@ _FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
 _DATE = "%m/%d %H:%M:%S"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of each record (it may be replaced,
+    e.g. by a test harness or a notebook, after logging was set up)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler assigns it in __init__; the property wins
+        pass
+
+
 def setup_logging(output_dir: str | Path | None = None, rank: int = 0) -> logging.Logger:
     """Configure the ``stvit_video`` logger once per process.
 
@@ -26,7 +42,7 @@ def setup_logging(output_dir: str | Path | None = None, rank: int = 0) -> loggin
         logger.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter(_FORMAT, datefmt=_DATE)
-    console = logging.StreamHandler(sys.stdout)
+    console = _StdoutHandler()
     console.setFormatter(formatter)
     logger.addHandler(console)
     if output_dir is not None and rank == 0:

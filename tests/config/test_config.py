@@ -1,9 +1,15 @@
 """Config loading: name resolution, overrides, _BASE_, unknown keys, validation."""
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from stvit_video.config import assert_and_infer_cfg, available_configs, get_cfg_defaults, load_config
+from stvit_video.config import available_configs, get_cfg_defaults, load_config, validate_config
+from stvit_video.engine.config_check import check_run_config, load_run_config
+from stvit_video.models import build_model, model_arch
 from stvit_video.config.loader import resolve_config
 from stvit_video.utils.errors import ConfigError
 
@@ -31,17 +37,25 @@ def test_unknown_name_suggests_close_names():
 
 def test_default_kinetics400_is_stvit_r_swin_t_perframe():
     cfg = load_config("kinetics400")
-    assert cfg.MODEL.ARCH == "stvit_swin3d"
-    assert cfg.STVIT.MODE == "perframe" and cfg.STVIT.RECOVERY is True
-    assert list(cfg.SWIN.DEPTHS) == [2, 2, 6, 2] and cfg.SWIN.EMBED_DIM == 96
+    assert cfg.MODEL.ARCH == "stvit_r_swin3d_tiny_perframe"
+    arch = model_arch(cfg)["kwargs"]
+    assert arch["stvit"]["mode"] == "perframe" and arch["stvit"]["recovery"] is True
+    assert arch["depths"] == (2, 2, 6, 2) and arch["embed_dim"] == 96
     assert (cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE) == (32, 2)
     assert cfg.is_frozen()
 
 
 @pytest.mark.parametrize("name", sorted(available_configs()))
-def test_every_shipped_config_merges_and_validates(name):
-    cfg = load_config(name)
-    assert_and_infer_cfg(cfg)
+def test_every_shipped_config_merges_validates_and_runs_a_small_forward(name):
+    cfg = load_run_config(name)
+    # the config's own model at its own depths and heads, a quarter as wide, on a short clip
+    narrow = cfg.clone()
+    narrow.defrost()
+    heads = model_arch(cfg)["kwargs"]["num_heads"]
+    narrow.SWIN.EMBED_DIM, narrow.MODEL.NUM_CLASSES = 8 * heads[0], 5
+    model = build_model(narrow).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 4, 64, 64)).shape == (1, 5)
 
 
 def test_bases_are_hidden_from_the_list():
@@ -59,10 +73,11 @@ def test_base_chain_merges_in_order(tmp_path):
     assert cfg.SOLVER.WEIGHT_DECAY == get_cfg_defaults().SOLVER.WEIGHT_DECAY
 
 
-def test_overrides_are_applied_last():
+def test_overrides_are_applied_last_and_override_the_variant():
     cfg = load_config("kinetics400/swin_b_32x2", ["SOLVER.WEIGHT_DECAY", "0.1", "SWIN.DEPTHS", "[2, 2, 6, 2]"])
     assert cfg.SOLVER.WEIGHT_DECAY == 0.1
-    assert list(cfg.SWIN.DEPTHS) == [2, 2, 6, 2]
+    kwargs = model_arch(cfg)["kwargs"]
+    assert kwargs["depths"] == (2, 2, 6, 2) and kwargs["embed_dim"] == 128  # the rest stays Swin-B
 
 
 def test_unknown_override_key_names_the_closest_key():
@@ -106,7 +121,7 @@ def test_a_missing_yaml_file_is_a_config_error(tmp_path):
     (["NUM_GPUS", "2", "NUM_SHARDS", "2", "TEST.BATCH_SIZE", "6"], r"TEST\.BATCH_SIZE = 6: .*= 4"),
     (["NUM_GPUS", "-1"], r"NUM_GPUS = -1"),
     (["NUM_SHARDS", "2", "SHARD_ID", "2"], r"SHARD_ID = 2: must be in \[0, NUM_SHARDS=2\)"),
-    (["MODEL.ARCH", "resnet50"], r"MODEL\.ARCH = 'resnet50': must be one of swin3d, stvit_swin3d"),
+    (["MODEL.ARCH", "resnet50"], r"MODEL\.ARCH = 'resnet50': not a model variant; use one of swin3d_tiny, "),
     (["MODEL.NUM_CLASSES", "0"], r"MODEL\.NUM_CLASSES = 0"),
     (["DATA.TRAIN_CROP_SIZE", "300"], r"DATA\.TRAIN_CROP_SIZE = 300: must be <= .*TRAIN_JITTER_SCALES\[0\] = 256"),
     (["DATA.TRAIN_JITTER_SCALES", "[320, 256]"], r"DATA\.TRAIN_JITTER_SCALES = \[320, 256\]"),
@@ -116,30 +131,76 @@ def test_a_missing_yaml_file_is_a_config_error(tmp_path):
     (["DATA.NUM_FRAMES", "0"], r"DATA\.NUM_FRAMES = 0"),
     (["DATA.MEAN", "[0.5, 0.5]"], r"DATA\.MEAN = \[0\.5, 0\.5\]: needs one value per channel"),
     (["DATA.STD", "[0.2, 0.0, 0.2]"], r"DATA\.STD .*must be > 0"),
-    (["SWIN.NUM_HEADS", "[3, 6, 12]"], r"SWIN\.NUM_HEADS = \[3, 6, 12\]: needs one entry per stage"),
+    (["SWIN.NUM_HEADS", "[3, 6, 12]"], r"SWIN\.NUM_HEADS = \(3, 6, 12\) .*: needs one entry per stage"),
     (["SWIN.NUM_HEADS", "[5, 6, 12, 24]"], r"stage 0 has 96 channels, not divisible by 5 heads"),
-    (["SWIN.WINDOW_SIZE", "[8, 7]"], r"SWIN\.WINDOW_SIZE = \[8, 7\]: must be three integers"),
+    (["SWIN.WINDOW_SIZE", "[8, 7]"], r"SWIN\.WINDOW_SIZE = \(8, 7\) .*: must be three integers"),
     (["SWIN.DROP_PATH_RATE", "1.5"], r"SWIN\.DROP_PATH_RATE = 1\.5"),
-    (["STVIT.MODE", "framewise"], r"STVIT\.MODE = 'framewise': must be one of perframe, spatiotemporal"),
-    (["STVIT.STAGE", "4"], r"STVIT\.STAGE = 4: must be a stage index in \[0, 4\)"),
-    (["STVIT.NUM_UNITS", "2"], r"STVIT\.NUM_UNITS = 2: each unit replaces 6 blocks; stage 2 has 6 .* 1 to 1 units"),
-    (["STVIT.SAMPLE_WINDOW_SIZE", "8"], r"STVIT\.SAMPLE_WINDOW_SIZE = 8: must be an integer in \[1, 7\]"),
-    (["STVIT.TEMPORAL_POOL", "2"], r"STVIT\.TEMPORAL_POOL = 2: must be 1 with STVIT\.MODE perframe"),
+    (["STVIT.MODE", "framewise"], r"STVIT\.MODE = 'framewise' .*: must be one of perframe, spatiotemporal"),
+    (["STVIT.STAGE", "4"], r"STVIT\.STAGE = 4 .*: is not a stage index of depths \(2, 2, 6, 2\)"),
+    (["STVIT.NUM_UNITS", "2"], r"STVIT\.NUM_UNITS = 2 .*: 2 units of 6 blocks do not fit a stage of depth 6 \(at most 1\)"),
+    (["STVIT.SAMPLE_WINDOW_SIZE", "8"], r"STVIT\.SAMPLE_WINDOW_SIZE = 8 .*: more tokens per side than the window has \(7\)"),
+    (["STVIT.TEMPORAL_POOL", "2"], r"STVIT\.TEMPORAL_POOL = 2 .*: must be 1 in mode 'perframe'"),
+    (["MODEL.ARCH", "swin3d_tiny", "STVIT.NUM_UNITS", "1"], r"STVIT\.NUM_UNITS set, but MODEL\.ARCH = 'swin3d_tiny' has no semantic tokens"),
     (["STVIT.TEMPORAL_POOL", "0", "STVIT.MODE", "spatiotemporal"], r"STVIT\.TEMPORAL_POOL = 0"),
     (["STVIT.LAYER_SCALE_INIT", "-1.0"], r"STVIT\.LAYER_SCALE_INIT = -1\.0"),
     (["SOLVER.BASE_LR", "0.0"], r"SOLVER\.BASE_LR = 0\.0: must be > 0"),
     (["SOLVER.OPTIMIZING_METHOD", "lamb"], r"SOLVER\.OPTIMIZING_METHOD = 'lamb'"),
-    (["SOLVER.WARMUP_EPOCHS", "40.0"], r"SOLVER\.WARMUP_EPOCHS = 40\.0: must be in \[0, SOLVER\.MAX_EPOCH = 30\]"),
+    (["SOLVER.WARMUP_EPOCHS", "40.0"], r"SOLVER\.WARMUP_EPOCHS = 40\.0: must be in \[0, SOLVER\.MAX_EPOCH = 30\)"),
     (["TRAIN.CHECKPOINT_TYPE", "caffe2"], r"TRAIN\.CHECKPOINT_TYPE = 'caffe2'"),
+    (["TRAIN.AMP_DTYPE", "fp8"], r"TRAIN\.AMP_DTYPE = 'fp8': must be one of bf16, fp16"),
+    (["TRAIN.ACCUM_STEPS", "0"], r"TRAIN\.ACCUM_STEPS = 0: must be an integer >= 1"),
+    (["SOLVER.LR_SCALING", "cubic"], r"SOLVER\.LR_SCALING = 'cubic'"),
+    (["TEST.ENSEMBLE_METHOD", "vote"], r"TEST\.ENSEMBLE_METHOD = 'vote': must be one of sum, max"),
+    (["TEST.FAILED_VIEW_POLICY", "ignore"], r"TEST\.FAILED_VIEW_POLICY = 'ignore'"),
+    (["DATA.MAX_BAD_VIDEO_FRACTION", "1.5"], r"DATA\.MAX_BAD_VIDEO_FRACTION = 1\.5"),
 ])
 def test_validation_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        load_config("kinetics400", overrides)
+        load_run_config("kinetics400", overrides)
 
 
 def test_validation_is_pure():
     cfg = load_config("kinetics400")
     before = cfg.dump()
-    assert_and_infer_cfg(cfg)
-    assert_and_infer_cfg(cfg)
+    validate_config(cfg)
+    check_run_config(cfg)
+    validate_config(cfg)
     assert cfg.dump() == before
+
+
+def test_the_config_package_imports_no_models_datasets_or_torch():
+    code = ("import sys\n"
+            "from stvit_video.config import load_config\n"
+            "cfg = load_config('kinetics400', ['SOLVER.BASE_LR', '0.5'])\n"
+            "print(','.join(sorted(m for m in ('torch', 'stvit_video.models', 'stvit_video.datasets') "
+            "if m in sys.modules)) or 'none')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "none"
+
+
+def _attribute_reads(paths) -> set[tuple[str, str]]:
+    """(parent, attribute) of every ``parent.ATTR`` read in the code (names, not strings or comments)."""
+    reads = set()
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                parent = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", "")
+                reads.add((parent.lower(), node.attr))
+    return reads
+
+
+def test_every_default_key_is_read_by_code_outside_the_config_package():
+    """A key that nothing reads is a setting that silently does nothing."""
+    code = [p for p in (ROOT / "stvit_video").rglob("*.py") if p.parent.name != "config"]
+    reads = _attribute_reads(code + list((ROOT / "tools").glob("*.py")))
+    defaults = get_cfg_defaults()
+    # model keys are read by name through models/build.py's tables (SWIN.<KEY> -> <key>)
+    by_table = {"SWIN", "STVIT"}
+    unread = []
+    for group, node in defaults.items():
+        for leaf in (node if isinstance(node, dict) else [None]):
+            key, parent = (f"{group}.{leaf}", group.lower()) if leaf else (group, "cfg")
+            if group not in by_table and (parent, leaf or group) not in reads:
+                unread.append(key)
+    assert unread == []

@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from stvit_video.datasets.decoder import BACKENDS, open_video
+import os
+
+from stvit_video.datasets import decoder
+from stvit_video.datasets.decoder import BACKENDS, VideoOpenError, open_video
 from stvit_video.datasets.synthetic import frame_pattern, read_frame_index
 from stvit_video.utils.errors import DataError
 
@@ -46,9 +49,10 @@ def test_backends_agree(videos, good_specs, name):
     ("garbage", "cannot open"),
     ("truncated", "cannot open"),
 ])
-def test_unopenable_files_raise_data_error_with_path(videos, backend, name, reason):
-    with pytest.raises(DataError) as info:
+def test_unopenable_files_raise_a_permanent_error_with_path(videos, backend, name, reason):
+    with pytest.raises(VideoOpenError) as info:  # a DataError that retrying cannot fix
         open_video(videos[name], backend)
+    assert isinstance(info.value, DataError)
     assert str(videos[name]) in str(info.value) and reason in str(info.value)
     assert f"decoder {backend}" in str(info.value)
 
@@ -61,6 +65,7 @@ def test_error_in_the_middle_of_the_stream(videos, backend):
         with pytest.raises(DataError) as info:
             video.get_frames(range(60))
     assert str(path) in str(info.value) and "cannot decode frames" in str(info.value)
+    assert not isinstance(info.value, VideoOpenError)  # another clip may decode: retryable
     assert info.value.__cause__ is not None  # chained from the backend's exception
     if backend == "decord":
         import decord
@@ -84,6 +89,9 @@ def test_no_global_decord_bridge(videos):
     import decord
 
     import stvit_video.datasets  # noqa: F401
+    from stvit_video.compat import apply
+
+    apply()  # as our transforms do before importing pytorchvideo
     import pytorchvideo.transforms  # noqa: F401  (used by our transforms)
 
     with open_video(videos["h264"], "decord") as video:
@@ -101,3 +109,31 @@ def test_decord_result_survives_a_bridge_set_by_other_code(videos):
     finally:
         decord.bridge.set_bridge("native")
     assert isinstance(frames, np.ndarray) and read_frame_index(frames[0]) == 5
+
+
+def test_decord_open_failure_prints_nothing_once_quieted(videos, capfd, monkeypatch):
+    with pytest.raises(VideoOpenError):
+        open_video(videos["garbage"], "decord")
+    loud = capfd.readouterr().err
+    assert "ERROR opening" in loud and str(videos["garbage"]) in loud  # decord's C++ line, and FFmpeg's
+    monkeypatch.setattr(decoder, "_capture_open_stderr", True)  # what quiet_native_logging sets up
+    with pytest.raises(VideoOpenError, match="cannot open"):  # the reason is still in the error
+        open_video(videos["garbage"], "decord")
+    with open_video(videos["h264"], "decord") as video:
+        assert video.num_frames == 90
+    assert capfd.readouterr().err == ""
+
+
+def test_captured_native_text_is_replayed_when_the_call_succeeds(capfd):
+    with decoder._stderr_dropped_on_error(True):
+        os.write(2, b"kept\n")
+    with pytest.raises(RuntimeError):
+        with decoder._stderr_dropped_on_error(True):
+            os.write(2, b"dropped\n")
+            raise RuntimeError("open failed")
+    assert capfd.readouterr().err == "kept\n"
+
+
+def test_quiet_native_logging_knows_the_backends():
+    with pytest.raises(ValueError, match="decord, pyav"):
+        decoder.quiet_native_logging("opencv")

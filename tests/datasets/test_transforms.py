@@ -6,7 +6,7 @@ from stvit_video.datasets.mixup import VideoMixup
 from stvit_video.datasets.synthetic import frame_pattern
 from stvit_video.datasets.transforms import (
     EvalTransform, TrainTransform, horizontal_flip, normalize_to_cthw, parse_rand_augment, random_crop,
-    random_resized_crop, short_side_scale, to_tchw, uniform_crop,
+    random_resized_crop, short_side_scale, stack_views, to_tchw, uniform_crop,
 )
 from stvit_video.utils.errors import ConfigError
 
@@ -76,33 +76,58 @@ def test_random_resized_crop_size():
     assert out.shape == (4, 3, 32, 32) and out.dtype == torch.uint8
 
 
-def test_eval_transform_is_an_exact_crop_when_no_scaling_is_needed():
+def test_stack_views_layout():
+    x = to_tchw(_frames())  # (T, C, H, W), channels-last memory
+    out = stack_views([x[..., :48], x[..., 16:]])
+    assert out.shape == (2, 3, 4, 48, 48) and out.dtype == torch.uint8 and out.is_contiguous()
+    assert torch.equal(out[1, :, 2], x[2, :, :, 16:])
+    with pytest.raises(ValueError, match=r"\(T, C, H, W\) uint8"):
+        stack_views([x.float()])
+
+
+def test_eval_transform_crops_are_exact_uint8_slices_of_one_scaled_clip():
     frames = _frames()
-    out = EvalTransform(short_side=48, crop_size=48, mean=MEAN, std=STD)(frames, 2)
-    expected = normalize_to_cthw(to_tchw(frames)[..., 16:64], MEAN, STD)
-    assert torch.equal(out, expected)
+    transform = EvalTransform(short_side=48, crop_size=48)
+    three = transform(frames, 3)
+    assert three.shape == (3, 3, 4, 48, 48) and three.dtype == torch.uint8
+    cthw = frames.permute(3, 0, 1, 2)
+    for crop, left in enumerate((0, 8, 16)):  # left, centre, right along the 64-pixel width
+        assert torch.equal(three[crop], cthw[..., left : left + 48])
+    assert torch.equal(transform(frames)[0], three[1])  # one crop = the centre crop
+    with pytest.raises(ValueError, match="1 .centre. or 3"):
+        transform(frames, 2)
+
+
+def test_eval_transform_scales_once_for_every_crop(monkeypatch):
+    import stvit_video.datasets.transforms as transforms
+
+    calls = []
+    real = transforms.short_side_scale
+    monkeypatch.setattr(transforms, "short_side_scale", lambda x, size: calls.append(size) or real(x, size))
+    out = EvalTransform(short_side=56, crop_size=56)(_frames(4, 48, 64), 3)
+    assert out.shape == (3, 3, 4, 56, 56) and calls == [56]
 
 
 @pytest.mark.parametrize("relative", [(), (0.2, 1.0)])
 def test_train_transform_shapes_with_every_augmentation(relative):
     torch.manual_seed(0)
-    transform = TrainTransform(crop_size=56, jitter_scales=(64, 80), relative_scales=relative, mean=MEAN,
-                               std=STD, rand_augment="rand-m7-n4-mstd0.5-inc1", erase_prob=1.0)
+    transform = TrainTransform(crop_size=56, jitter_scales=(64, 80), relative_scales=relative,
+                               rand_augment="rand-m7-n4-mstd0.5-inc1")
     for frames in (_frames(4, 48, 64), _frames(4, 24, 32)):  # the second is smaller than the crop
         out = transform(frames)
-        assert out.shape == (3, 4, 56, 56) and out.dtype == torch.float32
-        assert torch.isfinite(out).all()
+        assert out.shape == (1, 3, 4, 56, 56) and out.dtype == torch.uint8 and out.is_contiguous()
     assert "rand-m7" in repr(transform)
 
 
-def test_random_erasing_erases_the_same_box_in_every_frame():
-    torch.manual_seed(1)
-    transform = TrainTransform(crop_size=56, jitter_scales=(64, 64), mean=(0.0,) * 3, std=(1.0,) * 3,
-                               erase_prob=1.0, erase_mode="const")
-    out = transform(torch.full((4, 64, 64, 3), 255, dtype=torch.uint8))
-    erased = out == 0  # the clip is all ones except the erased box
-    assert erased.any()
-    assert torch.equal(erased, erased[:1, :1].expand_as(erased))
+def test_train_transform_views_are_independent_augmentations_of_one_clip():
+    torch.manual_seed(0)
+    frames = _frames(4, 48, 64)
+    out = TrainTransform(crop_size=48, jitter_scales=(48, 64))(frames, 4)
+    assert out.shape == (4, 3, 4, 48, 48)
+    assert len({tuple(v.flatten()[::97].tolist()) for v in out}) > 1  # different crops / flips
+    # every view comes from the same frames, in order: the bottom rows' blue is 7 x frame index
+    blue = torch.tensor([0, 7, 14, 21], dtype=torch.uint8).view(1, 4, 1)
+    assert torch.equal(out[:, 2, :, -1, :], blue.expand(4, 4, 48))
 
 
 def test_parse_rand_augment():

@@ -3,9 +3,9 @@ import torch
 
 from stvit_video.config import load_config
 from stvit_video.engine.optimizer import build_optimizer, build_param_groups
-from stvit_video.models import STViTSwinTransformer3D, SwinTransformer3D
+from stvit_video.models import SwinTransformer3D
 
-from tests.models.conftest import SWIN_MINI
+from tests.models.conftest import SWIN_MINI, stvit_model
 
 
 def _by_role(groups):
@@ -13,7 +13,7 @@ def _by_role(groups):
 
 
 def test_stgm_blocks_get_their_own_group_unaffected_by_the_backbone_multiplier():
-    model = STViTSwinTransformer3D(**SWIN_MINI, use_global=True)
+    model = stvit_model(SWIN_MINI, use_global=True)
     groups = _by_role(build_param_groups(model, weight_decay=0.05, backbone_lr_mult=0.1))
     stgm_names = set(groups[("stgm", True)]["param_names"]) | set(groups[("stgm", False)]["param_names"])
     assert stgm_names == model.semantic_parameter_names()
@@ -25,7 +25,7 @@ def test_stgm_blocks_get_their_own_group_unaffected_by_the_backbone_multiplier()
 
 
 def test_decay_excludes_1d_parameters_and_bias_tables_but_not_global_centres():
-    model = STViTSwinTransformer3D(**SWIN_MINI, use_global=True)
+    model = stvit_model(SWIN_MINI, use_global=True)
     groups = build_param_groups(model, weight_decay=0.05)
     decayed = {n for g in groups if g["weight_decay"] > 0 for n in g["param_names"]}
     assert "layers.2.global_centres" in decayed
@@ -36,9 +36,9 @@ def test_decay_excludes_1d_parameters_and_bias_tables_but_not_global_centres():
 
 
 def test_build_optimizer_applies_the_multipliers():
-    cfg = load_config("kinetics400/swin_t_32x2", ["SOLVER.BACKBONE_LR_MULT", "0.1", "SOLVER.BASE_LR", "0.002"])
+    cfg = load_config("kinetics400/swin_t_32x2", ["SOLVER.BACKBONE_LR_MULT", "0.1"])
     model = SwinTransformer3D(**SWIN_MINI)
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg, model, lr=0.002)
     assert isinstance(optimizer, torch.optim.AdamW)
     lrs = {(g["role"], g["weight_decay"]): g["lr"] for g in optimizer.param_groups}
     assert lrs[("backbone", 0.02)] == 0.0002 and lrs[("head", 0.02)] == 0.002

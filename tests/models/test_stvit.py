@@ -4,24 +4,25 @@ import torch
 import torch.nn.functional as F
 
 from stvit_video.models.stvit import (
+    STViTConfig,
     STViTStage3D,
-    STViTSwinTransformer3D,
     SemanticBlock,
     gather_key_windows,
     semantic_geometry,
 )
-from stvit_video.models.swin3d import SwinStage3D, window_partition
+from stvit_video.models.swin3d import StageSpec, SwinStage3D, window_partition
+from stvit_video.utils.errors import InvalidArgument
 
-from .conftest import SWIN_MINI, SWIN_S, SWIN_T
+from .conftest import SWIN_MINI, SWIN_S, SWIN_T, stvit_model
 
 
-def _stage(**kw):
-    args = dict(dim=16, depth=6, num_heads=2, window_size=(8, 7, 7), mlp_ratio=4.0, qkv_bias=True, drop=0.0,
-                attn_drop=0.0, drop_path=[0.0] * kw.get("depth", 6), downsample=False, num_units=1,
-                mode="perframe", recovery=True, sample_window_size=3, temporal_pool=1, use_global=False,
-                global_grid=(6, 6), layer_scale_init=1e-5)
-    args.update(kw)
-    return STViTStage3D(**args)
+def _spec(depth: int = 6) -> StageSpec:
+    return StageSpec(dim=16, depth=depth, num_heads=2, window_size=(8, 7, 7), mlp_ratio=4.0, qkv_bias=True,
+                     drop=0.0, attn_drop=0.0, drop_path=(0.0,) * depth, downsample=False)
+
+
+def _stage(depth: int = 6, **config):
+    return STViTStage3D(_spec(depth), STViTConfig(**config), global_grid=(6, 6))
 
 
 # --- geometry ---------------------------------------------------------------------------------
@@ -90,8 +91,7 @@ def test_gathered_keys_are_the_tokens_of_the_window():
 # --- equivalences at initialisation -----------------------------------------------------------
 def test_with_zero_layer_scales_a_stvit_r_unit_is_its_window_block():
     stvit = _stage(layer_scale_init=0.0).eval()
-    swin = SwinStage3D(dim=16, depth=6, num_heads=2, window_size=(8, 7, 7), mlp_ratio=4.0, qkv_bias=True,
-                       drop=0.0, attn_drop=0.0, drop_path=[0.0] * 6, downsample=False).eval()
+    swin = SwinStage3D(_spec()).eval()
     swin.blocks[0].load_state_dict(stvit.blocks[0].state_dict())
     x = torch.randn(2, 4, 14, 14, 16)
     with torch.no_grad():
@@ -137,39 +137,39 @@ def test_spatiotemporal_tokens_pool_pairs_of_slices_and_mix_the_clip():
 
 
 def test_perframe_rejects_temporal_pooling():
-    with pytest.raises(ValueError, match="temporal_pool=2 needs mode='spatiotemporal'"):
+    with pytest.raises(InvalidArgument, match="temporal_pool=2: must be 1 in mode 'perframe'"):
         _stage(temporal_pool=2)
 
 
 def test_too_many_units_for_the_stage_is_an_error():
-    with pytest.raises(ValueError, match=r"2 units of 6 blocks do not fit a stage of depth 6 \(at most 1\)"):
+    with pytest.raises(InvalidArgument, match=r"2 units of 6 blocks do not fit a stage of depth 6 \(at most 1\)"):
         _stage(num_units=2)
 
 
 # --- model-level structure ---------------------------------------------------------------------
 def test_units_replace_the_last_blocks_of_the_stage_one_for_one():
-    model = STViTSwinTransformer3D(**SWIN_S, num_units=2)
+    model = stvit_model(SWIN_S, num_units=2)
     stage = model.layers[2]
     assert stage.roles == ["swin"] * 6 + ["unit_swin", "stgm1", "stgm2", "local", "global", "recovery"] * 2
     assert stage.blocks[6].shift_size == (0, 0, 0) and stage.blocks[5].shift_size == (4, 3, 3)
-    plain = STViTSwinTransformer3D(**SWIN_T, recovery=False).layers[2]
+    plain = stvit_model(SWIN_T, recovery=False).layers[2]
     assert plain.roles == ["unit_swin", "stgm1", "stgm2", "local", "global", "local"]
 
 
 def test_plain_stvit_runs_later_stages_on_the_semantic_grid():
-    model = STViTSwinTransformer3D(**SWIN_MINI, recovery=False, num_classes=3).eval()
+    model = stvit_model(SWIN_MINI, recovery=False, num_classes=3).eval()
     x = torch.randn(1, 3, 8, 224, 224)
     with torch.no_grad():
         feats = model.forward_features(x)
     # stage 3: 4 x 14 x 14 image tokens -> 4 x 6 x 6 semantic grid -> merged 4 x 3 x 3 in stage 4
     assert feats.shape == (1, 128, 4, 3, 3)
-    r = STViTSwinTransformer3D(**SWIN_MINI, recovery=True, num_classes=3).eval()
+    r = stvit_model(SWIN_MINI, recovery=True, num_classes=3).eval()
     with torch.no_grad():
         assert r.forward_features(x).shape == (1, 128, 4, 7, 7)
 
 
 def test_global_centres_are_sized_for_the_training_crop_and_resized_for_others():
-    model = STViTSwinTransformer3D(**SWIN_T, use_global=True, num_classes=3)
+    model = stvit_model(SWIN_T, use_global=True, num_classes=3)
     stage = model.layers[2]
     assert stage.global_centres.shape == (1, 36, 384)  # 6 x 6 grid at 224, as released
     assert stage._global_centres((9, 9)).shape == (1, 81, 384)
@@ -180,7 +180,7 @@ def test_global_centres_are_sized_for_the_training_crop_and_resized_for_others()
 
 
 def test_semantic_parameter_names_cover_exactly_the_new_blocks():
-    model = STViTSwinTransformer3D(**SWIN_T, use_global=True)
+    model = stvit_model(SWIN_T, use_global=True)
     names = model.semantic_parameter_names()
     assert "layers.2.global_centres" in names
     assert "layers.2.blocks.1.attn.q.weight" in names and "layers.2.blocks.5.layer_scale_2" in names
@@ -198,7 +198,7 @@ def test_windows_of_the_semantic_grid_are_the_cells():
 
 
 def test_global_centres_enter_the_first_unit_only():
-    stage = _stage(depth=12, drop_path=[0.0] * 12, num_units=2, use_global=True).eval()
+    stage = _stage(depth=12, num_units=2, use_global=True).eval()
     calls = []
     original = stage._stgm2
     stage._stgm2 = lambda blk, s, x, add_global: calls.append(add_global) or original(blk, s, x, add_global)

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stvit_video.models import STViTSwinTransformer3D, SwinTransformer3D
+from stvit_video.models import SwinTransformer3D
 from stvit_video.models.swin3d import relative_position_index
 from stvit_video.models.weights import CheckpointLoadError, load_pretrained
 
-from .conftest import SWIN_MINI
+from .conftest import SWIN_MINI, stvit_model
 
 X = torch.randn(2, 3, 8, 64, 64)
 
@@ -92,9 +92,9 @@ def test_missing_and_corrupt_files_are_named(tmp_path):
 
 
 def test_native_checkpoint_round_trip_with_ddp_prefix():
-    source = STViTSwinTransformer3D(**SWIN_MINI, num_classes=3, use_global=True).eval()
+    source = stvit_model(SWIN_MINI, num_classes=3, use_global=True).eval()
     ckpt = {"model": {"module." + k: v for k, v in source.state_dict().items()}, "epoch": 3}
-    target = STViTSwinTransformer3D(**SWIN_MINI, num_classes=3, use_global=True).eval()
+    target = stvit_model(SWIN_MINI, num_classes=3, use_global=True).eval()
     report = load_pretrained(target, ckpt, log=None)
     assert report.fresh == {} and report.unused == {}
     with torch.no_grad():
@@ -140,7 +140,7 @@ def test_stvit_from_a_swin_checkpoint_maps_replaced_blocks_and_names_the_rest(ca
     monkeypatch.setattr(logging.getLogger("stvit_video"), "propagate", True)  # setup_logging turns it off
     swin = SwinTransformer3D(**SWIN_MINI, num_classes=4)
     ckpt = _official_video_swin_checkpoint(swin)
-    stvit = STViTSwinTransformer3D(**SWIN_MINI, num_classes=4, use_global=True)
+    stvit = stvit_model(SWIN_MINI, num_classes=4, use_global=True)
     with caplog.at_level(logging.INFO, logger="stvit_video"):
         report = load_pretrained(stvit, ckpt, fmt="video_swin")
     swin_sd, st_sd = swin.state_dict(), stvit.state_dict()

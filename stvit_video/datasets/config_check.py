@@ -1,0 +1,38 @@
+"""Checks of the config values whose valid choices are defined in this package.
+
+The lists live beside the code that uses them (decoders, dataset factories, erase modes,
+RandAugment strings), so a new backend or dataset is valid as soon as it is registered.
+:func:`check_data_config` is pure: it reads the config and raises, never mutates it.
+``config/validate.py`` calls it; ranges and shapes of the other DATA / AUG keys are checked there.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from fvcore.common.config import CfgNode
+
+from stvit_video.datasets.decoder import BACKENDS
+from stvit_video.datasets.device_transforms import ERASE_MODES
+from stvit_video.datasets.kinetics import DATASETS
+from stvit_video.datasets.transforms import parse_rand_augment
+from stvit_video.utils.errors import ConfigError
+
+__all__ = ["check_data_config"]
+
+
+def _one_of(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(choices)}")
+
+
+def check_data_config(cfg: CfgNode) -> None:
+    """Raise :class:`ConfigError` (naming the key, the value and the valid choices) unless
+    ``DATA.DECODING_BACKEND``, ``TRAIN.DATASET``, ``TEST.DATASET``, ``AUG.RE_MODE`` and (when
+    ``AUG.ENABLE``) ``AUG.AA_TYPE`` are values this package knows."""
+    _one_of("DATA.DECODING_BACKEND", cfg.DATA.DECODING_BACKEND, BACKENDS)
+    _one_of("TRAIN.DATASET", cfg.TRAIN.DATASET, DATASETS)
+    _one_of("TEST.DATASET", cfg.TEST.DATASET, DATASETS)
+    _one_of("AUG.RE_MODE", cfg.AUG.RE_MODE, ERASE_MODES)
+    if cfg.AUG.ENABLE and cfg.AUG.AA_TYPE:  # "" turns RandAugment off
+        parse_rand_augment(cfg.AUG.AA_TYPE)  # its ConfigError names AUG.AA_TYPE and the bad part

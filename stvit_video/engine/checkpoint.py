@@ -1,0 +1,561 @@
+"""Our checkpoint format: the one writer and reader of stvit_video's own files.
+
+Foreign layouts (official Video Swin, ImageNet Swin, released STViT) are converted by
+:mod:`stvit_video.models.weights`; this module reads and writes only the format below.
+
+Format (``format_version`` 1): a dict, readable with ``torch.load(weights_only=True)``
+(tensors, str, int, float, bool, None, lists, tuples and dicts only)::
+
+    format_version  int, 1; the first key
+    model           state dict of the bare model (unwrapped from DDP ``.module`` and
+                    torch.compile ``._orig_mod``)
+    optimizer       ``optimizer.state_dict()``
+    scaler          ``GradScaler.state_dict()``, or None (bf16 / fp32 training)
+    epoch           completed epochs (0-based index of the epoch to run next)
+    iter_in_epoch   iterations done in epoch ``epoch``; 0 at an epoch boundary
+    global_step     optimizer steps since the start of training
+    rng             :func:`capture_rng_state` of the saving rank (rank 0)
+    cfg             the merged config, as YAML text
+    class_names     list[str] in class-id order, or None
+    test_transform  dict: mean, std (lists of 3 floats), short_side, crop, num_frames,
+                    sampling_rate, target_fps (float or None), num_clips, num_crops
+    arch            dict: ``name`` (the model constructor) and ``kwargs`` (its keyword
+                    arguments), enough to rebuild the model without the config
+    best_metric     float, the best validation metric so far, or None
+    extra           dict, for fields added later without a version bump
+
+RNG: only rank 0 saves, so ``rng`` holds rank 0's Python, NumPy, torch CPU and CUDA states.
+On resume, rank 0 restores them (:func:`restore_rng_state`) and the other ranks re-seed
+deterministically from the seed, their rank and the epoch.
+
+Files in the checkpoint folder (:func:`save_training_checkpoint`)::
+
+    checkpoint_epoch_00003.pyth              after epoch 3 (1-based, as SlowFast)
+    checkpoint_epoch_00004_iter_000500.pyth  during epoch 4, after 500 of its iterations
+    last.pyth                                a copy of the newest numbered file
+    best.pyth                                a copy of the file with the best metric
+
+Every file is written atomically (:func:`save_checkpoint`): a killed process leaves the
+previous file intact and at worst a ``*.tmp-*`` file, which nothing reads.
+Only global rank 0 writes; every rank may read.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from stvit_video.models.conversion import key_problems
+from stvit_video.utils.errors import CheckpointError
+
+__all__ = [
+    "FORMAT_VERSION", "STATE_KEYS", "TEST_TRANSFORM_KEYS", "CheckpointName", "InferenceCheckpoint",
+    "ResumePoint", "build_checkpoint_state", "capture_rng_state", "checkpoint_name", "clean_temp_files",
+    "file_sha256", "find_resumable", "list_checkpoints", "load_for_inference", "load_for_resume",
+    "parse_checkpoint_name", "restore_rng_state", "save_checkpoint", "save_training_checkpoint",
+    "unwrap_model",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+FORMAT_VERSION = 1
+STATE_KEYS = ("format_version", "model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step",
+              "rng", "cfg", "class_names", "test_transform", "arch", "best_metric", "extra")
+RESUME_KEYS = ("model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step", "best_metric")
+INFERENCE_KEYS = ("model", "class_names", "test_transform", "arch", "cfg", "epoch")
+TEST_TRANSFORM_KEYS = ("mean", "std", "short_side", "crop", "num_frames", "sampling_rate", "target_fps",
+                       "num_clips", "num_crops")
+LAST_NAME, BEST_NAME = "last.pyth", "best.pyth"
+_NAME = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_iter_(\d{6,}))?\.pyth$")
+_TMP_MARK = ".tmp-"
+_FOREIGN_HINT = ("if it holds weights in another layout, load it as pretrained weights with "
+                 "TRAIN.CHECKPOINT_TYPE video_swin (official Video Swin / mmaction) or swin2d (ImageNet Swin)")
+
+
+# ----------------------------------------------------------------------------------------- #
+# Names
+# ----------------------------------------------------------------------------------------- #
+class CheckpointName(NamedTuple):
+    """What a numbered file name says.
+
+    Attributes:
+        epoch: the 1-based epoch in the name.
+        iter: iterations done in that epoch for a mid-epoch file, None for an end-of-epoch file.
+    """
+
+    epoch: int
+    iter: Optional[int]
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """``(completed epochs, iterations into the next)``: orders files by training progress."""
+        return (self.epoch, 0) if self.iter is None else (self.epoch - 1, self.iter)
+
+
+def checkpoint_name(epoch: int, iter_in_epoch: Optional[int] = None) -> str:
+    """``checkpoint_epoch_{epoch:05d}.pyth`` after 1-based ``epoch``, or
+    ``checkpoint_epoch_{epoch:05d}_iter_{iter:06d}.pyth`` during it, after ``iter_in_epoch``
+    iterations."""
+    if epoch < 0 or (iter_in_epoch is not None and (epoch < 1 or iter_in_epoch < 1)):
+        raise ValueError(f"checkpoint: no file name for epoch {epoch}, iteration {iter_in_epoch}")
+    if iter_in_epoch is None:
+        return f"checkpoint_epoch_{epoch:05d}.pyth"
+    return f"checkpoint_epoch_{epoch:05d}_iter_{iter_in_epoch:06d}.pyth"
+
+
+def parse_checkpoint_name(name: str) -> Optional[CheckpointName]:
+    """The (epoch, iter) of a numbered file name (a path's last part is used), else None."""
+    match = _NAME.match(Path(name).name)
+    if match is None:
+        return None
+    return CheckpointName(int(match.group(1)), None if match.group(2) is None else int(match.group(2)))
+
+
+def _name_for_state(state: Mapping[str, Any]) -> str:
+    epoch, it = int(state["epoch"]), int(state["iter_in_epoch"])
+    return checkpoint_name(epoch) if it == 0 else checkpoint_name(epoch + 1, it)
+
+
+def list_checkpoints(folder: PathLike) -> list[tuple[CheckpointName, Path]]:
+    """Numbered checkpoint files in ``folder``, newest (most training progress) first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(parsed, path) for path in folder.iterdir()
+             if path.is_file() and (parsed := parse_checkpoint_name(path.name)) is not None]
+    return sorted(found, key=lambda item: item[0].progress, reverse=True)
+
+
+# ----------------------------------------------------------------------------------------- #
+# Small helpers
+# ----------------------------------------------------------------------------------------- #
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel / DataParallel and torch.compile wrappers."""
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        else:
+            return model
+
+
+def file_sha256(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch CPU and (if initialised) CUDA generator states.
+
+    Returns:
+        ``{"python": [version, [625 ints], gauss_next], "numpy": {"name", "keys" (624 ints),
+        "pos", "has_gauss", "cached_gaussian"}, "torch": uint8 tensor, "cuda": [uint8 tensor
+        per device] or None}``, all readable with ``weights_only=True``.
+    """
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    cuda = None
+    # reading CUDA states would initialise CUDA in a process that never used it
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
+    return {
+        "python": [int(version), [int(v) for v in internal], None if gauss is None else float(gauss)],
+        "numpy": {"name": str(name), "keys": [int(k) for k in keys], "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": cuda,
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the states of :func:`capture_rng_state`; CUDA states only where devices exist."""
+    try:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        n = state["numpy"]
+        np.random.set_state((n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
+                             n["cached_gaussian"]))
+        torch.set_rng_state(state["torch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint: the saved RNG state is malformed: {e}") from e
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if len(cuda) != count:
+            logger.warning("checkpoint: RNG states of %d CUDA devices saved, %d visible; restoring the first %d",
+                           len(cuda), count, min(len(cuda), count))
+        for index, device_state in enumerate(cuda[:count]):
+            torch.cuda.set_rng_state(device_state, index)
+
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+
+def _check_loadable(obj: Any, where: str) -> None:
+    """Raise ValueError naming the first value ``torch.load(weights_only=True)`` would refuse."""
+    kind = type(obj)
+    if kind in (dict, collections.OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in (str, int):
+                raise ValueError(f"checkpoint: {where} has a key {key!r} of type {type(key).__name__}; use str or int")
+            _check_loadable(value, f"{where}[{key!r}]")
+    elif kind in (list, tuple):
+        for index, value in enumerate(obj):
+            _check_loadable(value, f"{where}[{index}]")
+    elif not (kind in _PLAIN or isinstance(obj, torch.Tensor)):
+        raise ValueError(f"checkpoint: {where} is a {kind.__module__}.{kind.__qualname__}, which "
+                         f"torch.load(weights_only=True) cannot read; store plain Python values "
+                         f"(str, int, float, bool, None, lists, dicts) or tensors")
+
+
+def _check_state(state: Mapping[str, Any]) -> None:
+    if not isinstance(state, dict) or next(iter(state), None) != "format_version":
+        raise ValueError("checkpoint: the state must be a dict whose first key is 'format_version' "
+                         "(build it with build_checkpoint_state)")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint: the state lacks keys {missing}")
+    _check_loadable(state, "state")
+
+
+# ----------------------------------------------------------------------------------------- #
+# Writing
+# ----------------------------------------------------------------------------------------- #
+def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                           scaler: Optional[Any], epoch: int, iter_in_epoch: int, global_step: int,
+                           cfg_text: str, class_names: Optional[Sequence[str]], test_transform: Mapping[str, Any],
+                           arch: Mapping[str, Any], best_metric: Optional[float],
+                           extra: Optional[Mapping[str, Any]] = None,
+                           rng: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The documented checkpoint dict (see the module docstring), ``format_version`` first.
+
+    Args:
+        model: possibly wrapped by DDP / torch.compile; its bare state dict is stored.
+        optimizer, scaler: their ``state_dict()`` is stored (None -> None).
+        epoch, iter_in_epoch, global_step: training progress (completed epochs, iterations
+            done in the current epoch, optimizer steps).
+        cfg_text: the merged config as YAML text.
+        class_names: class names in class-id order, or None.
+        test_transform: every key of :data:`TEST_TRANSFORM_KEYS`.
+        arch: ``{"name": constructor name, "kwargs": {...}}``.
+        best_metric: best validation metric so far, or None.
+        extra: further plain values.
+        rng: default :func:`capture_rng_state` of this process.
+    """
+    missing = [k for k in TEST_TRANSFORM_KEYS if k not in test_transform]
+    if missing:
+        raise ValueError(f"checkpoint: test_transform lacks {missing} (needs {list(TEST_TRANSFORM_KEYS)})")
+    if not isinstance(arch.get("name"), str) or not isinstance(arch.get("kwargs"), Mapping):
+        raise ValueError(f"checkpoint: arch must be {{'name': str, 'kwargs': dict}}, got keys {sorted(arch)}")
+    if epoch < 0 or iter_in_epoch < 0 or global_step < 0:
+        raise ValueError(f"checkpoint: negative progress (epoch {epoch}, iter {iter_in_epoch}, step {global_step})")
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
+        "epoch": int(epoch),
+        "iter_in_epoch": int(iter_in_epoch),
+        "global_step": int(global_step),
+        "rng": dict(rng) if rng is not None else capture_rng_state(),
+        "cfg": str(cfg_text),
+        "class_names": None if class_names is None else [str(c) for c in class_names],
+        "test_transform": dict(test_transform),
+        "arch": {"name": arch["name"], "kwargs": dict(arch["kwargs"])},
+        "best_metric": None if best_metric is None else float(best_metric),
+        "extra": dict(extra or {}),
+    }
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; directories cannot be opened on Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
+    """Write through ``write(file)`` into a temporary file next to ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}{_TMP_MARK}{os.getpid()}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(path: PathLike, state: Mapping[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically. Call on global rank 0 only.
+
+    The bytes go to ``<name>.tmp-<pid>-<random>`` in the same folder, are flushed and
+    fsynced, then renamed onto ``path`` (``os.replace``) and the folder is fsynced. Readers
+    see the old file or the new one, never a partial one; on any error the temporary file
+    is removed and the old file is untouched.
+
+    Raises:
+        ValueError: ``state`` is not the documented dict or holds a value that
+            ``torch.load(weights_only=True)`` would refuse (the message names it).
+    """
+    _check_state(state)
+    return _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def _copy_atomic(source: Path, target: Path) -> Path:
+    with open(source, "rb") as src:
+        return _atomic_write(target, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+def clean_temp_files(folder: PathLike) -> list[Path]:
+    """Remove ``*.pyth.tmp-*`` files left by a killed save; returns them. Rank 0, before saving."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_file() and ".pyth" + _TMP_MARK in p.name]
+    for path in stale:
+        path.unlink()
+    return stale
+
+
+def save_training_checkpoint(folder: PathLike, state: Mapping[str, Any], *, is_best: bool,
+                             keep_mid_epoch: int = 1) -> Path:
+    """Write the numbered file of ``state``, then ``last.pyth``, then ``best.pyth`` if ``is_best``.
+
+    The name follows the progress in ``state``: ``iter_in_epoch == 0`` -> the epoch file of
+    ``epoch`` (completed epochs), else the mid-epoch file of 1-based epoch ``epoch + 1``.
+    After all writes succeeded, older mid-epoch files are pruned: those older than the
+    newest epoch file, and all but the newest ``keep_mid_epoch`` (the new one included).
+    Epoch files are never deleted, nor files newer than the new one. Global rank 0 only.
+
+    Returns:
+        The path of the numbered file.
+    """
+    if keep_mid_epoch < 0:
+        raise ValueError(f"checkpoint: keep_mid_epoch must be >= 0, got {keep_mid_epoch}")
+    folder = Path(folder)
+    path = save_checkpoint(folder / _name_for_state(state), state)
+    _copy_atomic(path, folder / LAST_NAME)
+    if is_best:
+        _copy_atomic(path, folder / BEST_NAME)
+    _prune_mid_epoch(folder, path, keep_mid_epoch)
+    return path
+
+
+def _prune_mid_epoch(folder: Path, new: Path, keep_mid_epoch: int) -> None:
+    new_name = parse_checkpoint_name(new.name)
+    files = list_checkpoints(folder)
+    newest_epoch = max((n.progress for n, _ in files if n.iter is None), default=(-1, -1))
+    older_mids = [(n, p) for n, p in files if n.iter is not None and n.progress < new_name.progress]
+    # the new file counts as one of the kept mid-epoch files; an epoch file supersedes them all
+    kept = max(keep_mid_epoch - 1, 0) if new_name.iter is not None else 0
+    for position, (name, path) in enumerate(older_mids):  # newest first
+        if position >= kept or name.progress < newest_epoch:
+            logger.info("checkpoint: removing superseded %s", path.name)
+            path.unlink()
+
+
+# ----------------------------------------------------------------------------------------- #
+# Reading
+# ----------------------------------------------------------------------------------------- #
+def _load(path: Path) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _reason(e: BaseException) -> str:
+    """One line on why a file failed to load (the weights-only unpickler's own reason, not its advice)."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = text.split("Check the documentation of torch.load", 1)[0]
+    return f"{type(e).__name__}: {' '.join(text.split()) or 'no message'}"
+
+
+def _format_problem(state: Any, required: Sequence[str]) -> Optional[str]:
+    """Why ``state`` is not a usable checkpoint of our format, or None."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a dict"
+    if "format_version" not in state:
+        return f"no 'format_version' key (top-level keys: {sorted(map(str, state))[:8]})"
+    version = state["format_version"]
+    if version != FORMAT_VERSION:
+        return (f"format_version {version!r}; this stvit_video reads version {FORMAT_VERSION} "
+                f"(a newer file needs a newer stvit_video)")
+    missing = [k for k in required if k not in state]
+    if missing:
+        return f"missing keys {missing}"
+    return None
+
+
+def find_resumable(folder: PathLike, log: Optional[logging.Logger] = None) -> Optional[tuple[Path, dict[str, Any]]]:
+    """The newest numbered checkpoint in ``folder`` that loads, with its state.
+
+    Candidates are the numbered files, newest first by the (epoch, iter) in their names
+    (``last.pyth`` and ``best.pyth`` are copies and are not needed). A file that cannot be
+    read (zero bytes, truncated, garbage) or lacks the resume keys is skipped with a
+    WARNING naming it and the reason.
+
+    Returns:
+        ``(path, state)``, or None when no file is usable.
+    """
+    log = log or logger
+    for _, path in list_checkpoints(folder):
+        try:
+            state = _load(path)
+        except Exception as e:  # any failure to deserialise makes the file unusable; it is reported
+            log.warning("checkpoint: skipping %s: it cannot be read, truncated or corrupt? (%s)", path, _reason(e))
+            continue
+        problem = _format_problem(state, RESUME_KEYS)
+        if problem is not None:
+            log.warning("checkpoint: skipping %s: %s", path, problem)
+            continue
+        return path, state
+    return None
+
+
+def _load_model_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    target = unwrap_model(model)
+    problems = key_problems(state_dict, {k: v.shape for k, v in target.state_dict().items()}, limit=10)
+    if problems:
+        raise CheckpointError(f"checkpoint: the weights in {source} do not fit the model: " + "; ".join(problems))
+    target.load_state_dict(state_dict, strict=True)
+
+
+class ResumePoint(NamedTuple):
+    """Where a resumed run continues: run epoch ``epoch`` (0-based) from iteration ``iter_in_epoch``."""
+
+    epoch: int
+    iter_in_epoch: int
+    global_step: int
+    best_metric: Optional[float]
+
+
+def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
+                    scaler: Optional[Any], *, source: str = "the checkpoint") -> ResumePoint:
+    """Load model (strict), optimizer and scaler states from a :func:`find_resumable` state.
+
+    The RNG state is not touched: rank 0 calls :func:`restore_rng_state` with ``state["rng"]``.
+
+    Args:
+        state: the checkpoint dict.
+        model: the model, possibly wrapped (DDP / torch.compile).
+        optimizer: built with the same parameter groups as when saving.
+        scaler: the GradScaler, or None. A scaler state saved without a scaler now (or the
+            reverse, e.g. fp16 <-> bf16) is reported as a warning, not an error.
+        source: how messages name the checkpoint (its path).
+
+    Raises:
+        CheckpointError: missing keys, weights that do not fit (names the keys), an optimizer
+            state of other parameter groups.
+    """
+    problem = _format_problem(state, RESUME_KEYS)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint: {source} cannot be resumed from: {problem}")
+    _load_model_strict(model, state["model"], source)
+    if optimizer is not None:
+        saved = state["optimizer"]
+        if saved is None:
+            raise CheckpointError(f"checkpoint: {source} has no optimizer state to resume from")
+        sizes_now = [len(g["params"]) for g in optimizer.param_groups]
+        sizes_saved = [len(g["params"]) for g in saved["param_groups"]]
+        if sizes_now != sizes_saved:
+            raise CheckpointError(
+                f"checkpoint: the optimizer state in {source} has parameter groups of sizes {sizes_saved}, the "
+                f"optimizer now {sizes_now}; resume with the same model, trainable parameters and LR multipliers")
+        try:
+            optimizer.load_state_dict(saved)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"checkpoint: the optimizer state in {source} does not load: {e}") from e
+    if scaler is not None:
+        if state["scaler"] is None:
+            logger.warning("checkpoint: %s has no GradScaler state; the scaler starts afresh", source)
+        else:
+            scaler.load_state_dict(state["scaler"])
+    elif state["scaler"] is not None:
+        logger.warning("checkpoint: %s has a GradScaler state but no scaler is used now; it is ignored", source)
+    best = state["best_metric"]
+    return ResumePoint(int(state["epoch"]), int(state["iter_in_epoch"]), int(state["global_step"]),
+                       None if best is None else float(best))
+
+
+@dataclass(frozen=True)
+class InferenceCheckpoint:
+    """What inference needs from a checkpoint, and nothing else.
+
+    Attributes:
+        path: the file.
+        state_dict: the bare model weights.
+        class_names: class names in class-id order, or None.
+        test_transform: the keys of :data:`TEST_TRANSFORM_KEYS`.
+        arch: ``{"name": constructor name, "kwargs": {...}}``.
+        cfg_text: the merged config of the training run (YAML).
+        epoch: completed epochs when saved.
+        sha256: hex digest of the file, for reports.
+    """
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    class_names: Optional[list[str]]
+    test_transform: dict[str, Any]
+    arch: dict[str, Any]
+    cfg_text: str
+    epoch: int
+    sha256: str
+
+
+def load_for_inference(path: PathLike) -> InferenceCheckpoint:
+    """Read one of our checkpoints for testing or prediction (on the CPU).
+
+    Raises:
+        CheckpointError: the file does not exist, cannot be read, is not our format (with
+            the hint to load foreign layouts via ``TRAIN.CHECKPOINT_TYPE``), or lacks keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        state = _load(path)
+    except Exception as e:  # any deserialisation failure: name the file and pass the reason on
+        raise CheckpointError(f"checkpoint: {path} cannot be read as a stvit_video checkpoint "
+                              f"({_reason(e)}); it may be truncated or another format; "
+                              f"{_FOREIGN_HINT}") from e
+    problem = _format_problem(state, INFERENCE_KEYS)
+    if problem is not None:
+        hint = f"; {_FOREIGN_HINT}" if not isinstance(state, dict) or "format_version" not in state else ""
+        raise CheckpointError(f"checkpoint: {path} is not a usable stvit_video checkpoint: {problem}{hint}")
+    missing = [k for k in TEST_TRANSFORM_KEYS if k not in (state["test_transform"] or {})]
+    if missing:
+        raise CheckpointError(f"checkpoint: {path} has a test_transform without {missing}")
+    return InferenceCheckpoint(path=path, state_dict=dict(state["model"]), class_names=state["class_names"],
+                               test_transform=dict(state["test_transform"]), arch=dict(state["arch"]),
+                               cfg_text=state["cfg"], epoch=int(state["epoch"]), sha256=file_sha256(path))

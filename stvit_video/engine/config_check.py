@@ -1,0 +1,52 @@
+"""A run's config, fully checked: the generic rules of :mod:`stvit_video.config` plus the
+checks of each package that owns a choice (model variants, data, optimizer, checkpoints).
+
+The config package is a leaf; this is where its checks meet the packages that give the keys
+their meaning, so every entry point (run_net.py, tools, tests) loads configs through here.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from fvcore.common.config import CfgNode
+
+from stvit_video.config import load_config
+from stvit_video.datasets.config_check import check_data_config
+from stvit_video.engine.distributed import BACKENDS as DIST_BACKENDS
+from stvit_video.engine.optimizer import OPTIMIZERS
+from stvit_video.engine.schedule import LR_SCALING_RULES
+from stvit_video.engine.testing import ENSEMBLE_METHODS, FAILED_VIEW_POLICIES
+from stvit_video.engine.training import AMP_DTYPES
+from stvit_video.models.build import check_model_config
+from stvit_video.models.weights import CHECKPOINT_FORMATS
+from stvit_video.utils.errors import ConfigError
+
+__all__ = ["check_run_config", "load_run_config"]
+
+
+def _check_choice(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(choices)}")
+
+
+def check_run_config(cfg: CfgNode) -> None:
+    """Run every package's checks on a merged config; raise :class:`ConfigError` naming the key."""
+    check_model_config(cfg)
+    check_data_config(cfg)
+    _check_choice("SOLVER.OPTIMIZING_METHOD", cfg.SOLVER.OPTIMIZING_METHOD, OPTIMIZERS)
+    _check_choice("TRAIN.CHECKPOINT_TYPE", cfg.TRAIN.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
+    _check_choice("TEST.CHECKPOINT_TYPE", cfg.TEST.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
+    _check_choice("TRAIN.AMP_DTYPE", cfg.TRAIN.AMP_DTYPE, AMP_DTYPES)
+    _check_choice("SOLVER.LR_SCALING", cfg.SOLVER.LR_SCALING, LR_SCALING_RULES)
+    _check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
+    _check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
+    _check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)
+
+
+def load_run_config(cfg_file: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CfgNode:
+    """Defaults -> YAML -> overrides, then every check; returns the frozen config."""
+    cfg = load_config(cfg_file, opts)
+    check_run_config(cfg)
+    return cfg

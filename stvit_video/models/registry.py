@@ -1,0 +1,135 @@
+"""Named model variants, timm style: ``create_model("stvit_r_swin3d_tiny_perframe", num_classes=10)``.
+
+Each variant fixes the architecture (Swin sizes and, for STViT, where and how semantic tokens
+replace blocks) and records what a user needs around it: the input it was designed for, the
+normalisation, and its FLOPs per view at that input. The Swin-T/S/B sizes live here and only
+here; configs name a variant in ``MODEL.ARCH`` and tests and tools build from this table.
+
+FLOPs: fvcore at batch 1, one multiply-add = one FLOP, ``scaled_dot_product_attention``
+counted by :func:`stvit_video.utils.flops.sdpa_flop_jit`; softmax and GELU not counted. The
+suite checks every figure (tests/models/test_registry.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from stvit_video.models.stvit import STViTConfig
+from stvit_video.models.swin3d import SwinTransformer3D
+
+__all__ = ["ModelVariant", "VARIANTS", "create_model", "get_variant", "list_variants", "register_variant",
+           "SWIN_SIZES"]
+
+# Kinetics models start from ImageNet weights and keep their normalisation (RGB in [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Video Swin sizes (Liu et al., CVPR 2022, Table 1 and the official configs).
+SWIN_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "small": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "base": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+}
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """A named architecture.
+
+    Attributes:
+        name: registry key, e.g. ``swin3d_tiny``.
+        description: one line for listings.
+        kwargs: constructor arguments of :class:`SwinTransformer3D` that define the variant
+            (sizes, and ``stvit`` for semantic-token variants).
+        input_size: (C, T, H, W) of one view the variant is designed and counted for.
+        mean, std: per-channel normalisation of RGB values in [0, 1].
+        gflops: FLOPs per view at ``input_size`` (see the module docstring).
+        paper_gflops: the figure the paper reports, when there is one.
+    """
+
+    name: str
+    description: str
+    kwargs: dict[str, Any]
+    input_size: tuple[int, int, int, int] = (3, 32, 224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    gflops: Optional[float] = None
+    paper_gflops: Optional[float] = None
+
+    @property
+    def stvit(self) -> Optional[STViTConfig]:
+        return self.kwargs.get("stvit")
+
+
+VARIANTS: dict[str, ModelVariant] = {}
+
+
+def register_variant(variant: ModelVariant) -> ModelVariant:
+    """Add ``variant`` to the registry (a name can be registered once)."""
+    if variant.name in VARIANTS:
+        raise ValueError(f"model variant {variant.name!r} is already registered")
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+def get_variant(name: str) -> ModelVariant:
+    """The variant called ``name``; KeyError lists the registered names."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown model variant {name!r}; registered: {', '.join(VARIANTS)}") from None
+
+
+def list_variants() -> list[str]:
+    """Registered names, in registration order (baselines first, then their STViT versions)."""
+    return list(VARIANTS)
+
+
+def create_model(name: str, **overrides: Any) -> SwinTransformer3D:
+    """Build variant ``name`` (randomly initialised, on the CPU), with constructor ``overrides``.
+
+    ``stvit`` may be given as a dict of :class:`STViTConfig` fields to change, e.g.
+    ``create_model("stvit_r_swin3d_tiny_perframe", stvit={"sample_window_size": 4})``.
+    """
+    variant = get_variant(name)
+    kwargs = dict(variant.kwargs)
+    stvit_overrides = overrides.pop("stvit", None)
+    if isinstance(stvit_overrides, dict):
+        if variant.stvit is None:
+            raise ValueError(f"{name} has no semantic tokens; stvit fields {sorted(stvit_overrides)} do not apply")
+        kwargs["stvit"] = dataclasses.replace(variant.stvit, **stvit_overrides)
+    elif stvit_overrides is not None:
+        kwargs["stvit"] = stvit_overrides
+    kwargs.update(overrides)
+    return SwinTransformer3D(**kwargs)
+
+
+def _register(name: str, size: str, description: str, gflops: float, paper_gflops: Optional[float] = None,
+              stvit: Optional[STViTConfig] = None) -> None:
+    kwargs = dict(SWIN_SIZES[size])
+    if stvit is not None:
+        kwargs["stvit"] = stvit
+    register_variant(ModelVariant(name=name, description=description, kwargs=kwargs, gflops=gflops,
+                                  paper_gflops=paper_gflops))
+
+
+_PERFRAME = STViTConfig(mode="perframe")
+_SPATIOTEMPORAL = STViTConfig(mode="spatiotemporal", temporal_pool=2)
+
+_register("swin3d_tiny", "tiny", "Video Swin-T", 88.06, 87.9)
+_register("swin3d_small", "small", "Video Swin-S", 166.12, 165.9)
+_register("swin3d_base", "base", "Video Swin-B", 281.92, 281.6)
+_register("stvit_r_swin3d_tiny_perframe", "tiny", "STViT-R Swin-T, per-frame semantic tokens, 1 unit",
+          66.55, stvit=_PERFRAME)
+_register("stvit_r_swin3d_tiny_spatiotemporal", "tiny",
+          "STViT-R Swin-T, spatiotemporal semantic tokens (2x7x7 -> 3x3), 1 unit", 65.73, stvit=_SPATIOTEMPORAL)
+_register("stvit_swin3d_tiny_perframe", "tiny", "plain STViT Swin-T, per-frame, stage 4 on the semantic grid",
+          51.94, stvit=dataclasses.replace(_PERFRAME, recovery=False))
+_register("stvit_swin3d_tiny_spatiotemporal", "tiny",
+          "plain STViT Swin-T, spatiotemporal, stage 4 on the semantic grid", 48.96,
+          stvit=dataclasses.replace(_SPATIOTEMPORAL, recovery=False))
+_register("stvit_r_swin3d_small_perframe", "small", "STViT-R Swin-S, per-frame semantic tokens, 3 units",
+          101.59, stvit=dataclasses.replace(_PERFRAME, num_units=3))
+_register("stvit_r_swin3d_base_perframe", "base", "STViT-R Swin-B, per-frame semantic tokens, 3 units",
+          173.18, stvit=dataclasses.replace(_PERFRAME, num_units=3))

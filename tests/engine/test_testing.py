@@ -1,0 +1,104 @@
+"""The multi-view tester end to end: a trained checkpoint tested with nothing but --cfg, exact
+across 2 processes, failed views, the random-model refusal, the temporal-shuffle check."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import simplejson
+
+from stvit_video.cli import main
+from stvit_video.report import TestResults
+
+from .conftest import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trained(colour_data, tmp_path_factory) -> Path:
+    """A checkpoint from the trainer (2 epochs on the colour data)."""
+    out = tmp_path_factory.mktemp("trained")
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, "TEST.ENABLE", "False",
+                                                          "SOLVER.MAX_EPOCH", 2)]) == 0
+    return out / "checkpoints" / "best.pyth"
+
+
+def _test_args(data: Path, out: Path, ckpt: Path, *extra) -> list[str]:
+    # deliberately no model, class or transform keys: the checkpoint carries them
+    return ["--cfg", "kinetics400", "TRAIN.ENABLE", "False", "TEST.CHECKPOINT_FILE_PATH", str(ckpt),
+            "DATA.PATH_TO_DATA_DIR", str(data), "OUTPUT_DIR", str(out), "DATA_LOADER.NUM_WORKERS", "0",
+            "NUM_GPUS", "0", "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.BATCH_SIZE", "12", *map(str, extra)]
+
+
+def _report(out: Path) -> dict:
+    return simplejson.loads((out / "eval" / "report.json").read_text())
+
+
+def test_a_trained_checkpoint_tests_with_nothing_but_cfg(colour_data, trained, tmp_path, capsys):
+    out = tmp_path / "test"
+    assert main(_test_args(colour_data, out, trained)) == 0
+    report = _report(out)
+    assert report["headline"]["top1"] >= 90.0 and report["headline"]["videos"] == 12
+    assert report["headline"]["views_text"] == "2 clips x 3 crops = 6 views"
+    assert sorted(c["name"] for c in report["per_class"]) == ["blue things", "green things", "red things"]
+    meta = report["meta"]
+    assert meta["checkpoint"]["path"] == str(trained) and len(meta["checkpoint"]["sha256"]) == 64
+    assert meta["model"]["arch"] == "stvit_r_swin3d_tiny_perframe" and meta["model"]["input"] == "4x32x32"
+    assert meta["data"]["videos_listed"] == meta["data"]["videos_present"] == 12
+    # the config asked for 224 crops and 32 frames; the checkpoint's transform won, and said so
+    assert "DATA.TEST_CROP_SIZE = 224 in the config" in capsys.readouterr().out
+    results = TestResults.load(out / "eval" / "results.npz")
+    assert results.logits.shape == (12, 6, 3) and results.valid.all()
+    for name in ("report.html", "views_curve.png", "per_class.png", "confusion.png"):
+        assert (out / "eval" / name).stat().st_size > 0
+
+
+def test_two_processes_give_exactly_the_one_process_result(colour_data, trained, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(_test_args(colour_data, one, trained)) == 0
+    result = subprocess.run([sys.executable, "-W", "ignore", "tools/run_net.py",
+                             *_test_args(colour_data, two, trained, "NUM_GPUS", 2, "DIST.TIMEOUT_S", 60)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = TestResults.load(one / "eval/results.npz"), TestResults.load(two / "eval/results.npz")
+    assert np.array_equal(a.valid, b.valid) and np.array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+    assert _report(one)["headline"] == _report(two)["headline"]
+    assert _report(one)["views_curve"] == _report(two)["views_curve"]
+
+
+def test_failed_views_are_listed_with_the_reason_or_stop_the_test(colour_data, trained, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(colour_data, data)
+    (data / "videos" / "test_1_0.mp4").write_bytes(b"not a video at all")
+    out = tmp_path / "test"
+    assert main(_test_args(data, out, trained)) == 0
+    report = _report(out)
+    assert report["headline"]["videos_with_failed_views"] == 1 and report["headline"]["unscored_videos"] == 1
+    (failed,) = report["failed_videos"]
+    assert failed["path"].endswith("videos/test_1_0.mp4") and "cannot open" in failed["reason"]
+    assert main(_test_args(data, tmp_path / "strict", trained, "TEST.FAILED_VIEW_POLICY", "error")) == 2
+    assert "TEST.FAILED_VIEW_POLICY" in capsys.readouterr().err
+
+
+def test_a_random_model_is_refused_unless_allowed(colour_data, tmp_path, capsys):
+    args = ["--cfg", "kinetics400", *tiny_overrides(colour_data, tmp_path / "r", "TRAIN.ENABLE", "False")]
+    assert main(args) == 2
+    assert "refusing to report the accuracy of a randomly initialised model" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(args + ["TEST.ALLOW_RANDOM_INIT", "True"]) == 0
+    assert _report(tmp_path / "r")["meta"]["checkpoint"]["random_init"] is True
+
+
+def test_the_temporal_shuffle_check_is_reported(colour_data, trained, tmp_path):
+    out = tmp_path / "test"
+    assert main(_test_args(colour_data, out, trained, "TEST.TEMPORAL_SHUFFLE_CHECK", True)) == 0
+    extra = _report(out)["meta"]["extra_results"]["temporally shuffled clips"]
+    # colour needs no motion: shuffling the frames changes nothing here
+    assert extra["top1"] == _report(out)["headline"]["top1"]
+    assert "frames in a fixed random order" in extra["note"]
