@@ -136,6 +136,8 @@ class Trainer:
         self.progress = progress or TrainProgress()
         self.meter = TrainMeter()
         self.batch_log: list[Any] = []  # the current step's batches, for hooks (bad-video counts)
+        self.stats_listeners: list[Callable[[dict[str, Any]], None]] = []  # get every synced window
+        self._unsynced_steps = 0
         self.hooks: list[HookBase] = []
         for hook in hooks:
             hook.trainer = self
@@ -169,6 +171,7 @@ class Trainer:
             self.run_step(batches)
             p.step_in_epoch += 1
             p.global_step += 1
+            self._unsynced_steps += 1
             self._call("after_step")
 
     def run_step(self, batches: Iterable) -> None:
@@ -239,9 +242,13 @@ class Trainer:
         """The base LR (before group multipliers) of the last step."""
         return self._last_lr
 
-    def sync_metrics(self) -> dict[str, Any]:
-        """Sync the meters over the ranks (every rank calls this at the same point) and stop
-        with :class:`NonFiniteLossError` if a loss since the last sync was NaN or inf."""
+    def sync_metrics(self) -> Optional[dict[str, Any]]:
+        """Sync the meters over the ranks (every rank calls this at the same point), stop with
+        :class:`NonFiniteLossError` if a loss since the last sync was NaN or inf, and hand the
+        window to ``stats_listeners``. None (and no collective) when no step ran since the last sync."""
+        if not self._unsynced_steps:
+            return None
+        self._unsynced_steps = 0
         stats = self.meter.sync()
         if stats["has_nonfinite"]:
             epoch, step = self._first_bad.tolist()
@@ -249,6 +256,8 @@ class Trainer:
                 f"training: the loss became NaN or inf at epoch {epoch + 1} (1-based), iteration {step + 1} of "
                 f"{self.steps_per_epoch} (global step {epoch * self.steps_per_epoch + step + 1}); lower "
                 "SOLVER.BASE_LR, set SOLVER.CLIP_GRAD_NORM, or use TRAIN.AMP_DTYPE bf16 instead of fp16")
+        for listener in self.stats_listeners:
+            listener(stats)
         return stats
 
     def _call(self, name: str) -> None:
@@ -281,6 +290,7 @@ class MetricLogger(HookBase):
 
     def before_train(self) -> None:
         t = self.trainer
+        t.stats_listeners.append(self.record)  # windows synced by other hooks are logged too
         total = t.max_epochs * t.steps_per_epoch
         self._eta = ETA(total)
         self._eta.start(t.progress.global_step)
@@ -302,7 +312,7 @@ class MetricLogger(HookBase):
         if self._bar is not None:
             self._bar.update(1)
         if t.progress.global_step % t.log_period == 0 or t.progress.step_in_epoch == t.steps_per_epoch:
-            self.record(t.sync_metrics())
+            t.sync_metrics()
 
     def record(self, stats: dict[str, Any]) -> None:
         """Write one synced window (main rank): log line / bar postfix, stats.jsonl, TensorBoard."""

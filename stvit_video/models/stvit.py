@@ -43,7 +43,6 @@ Swin whose stage ``STViTConfig.stage`` is an :class:`STViTStage3D`; the named va
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
@@ -54,7 +53,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stvit_video.models.swin3d import Size3, StageSpec, window_partition, window_reverse
+from stvit_video.models.swin3d import Size3, StageSpec, cached_tensors, window_partition, window_reverse
 from stvit_video.utils.errors import InvalidArgument
 
 __all__ = [
@@ -213,7 +212,7 @@ class SemanticGeometry:
         return self.key_index.shape[1]
 
 
-@functools.lru_cache(maxsize=64)
+@cached_tensors
 def _semantic_geometry_cached(size: Size3, window: tuple[int, int], s: int, temporal_pool: int,
                               device: torch.device) -> SemanticGeometry:
     D, H, W = size

@@ -108,7 +108,22 @@ def effective_window(size: Sequence[int], window: Sequence[int], shift: Sequence
     return tuple(win), tuple(sh)  # type: ignore[return-value]
 
 
-@functools.lru_cache(maxsize=32)
+def cached_tensors(fn):
+    """``functools.lru_cache`` for functions that build constant tensors (masks, indices).
+
+    The tensors are always built outside inference mode: one cached while a model is tested
+    under ``torch.inference_mode`` must still be usable when the same process trains later.
+    """
+    @functools.lru_cache(maxsize=64)
+    @functools.wraps(fn)
+    def build(*args):
+        with torch.inference_mode(False):
+            return fn(*args)
+
+    return build
+
+
+@cached_tensors
 def _shifted_window_mask_cached(
     padded: Size3, window: Size3, shift: Size3, device: torch.device
 ) -> torch.Tensor:
@@ -144,7 +159,7 @@ def shifted_window_mask(padded: Sequence[int], window: Sequence[int], shift: Seq
     return _shifted_window_mask_cached(tuple(padded), tuple(window), tuple(shift), torch.device(device))
 
 
-@functools.lru_cache(maxsize=32)
+@cached_tensors
 def relative_position_index(window: Size3, table_window: Size3) -> torch.Tensor:
     """Index into a relative-position bias table for every token pair of a window.
 

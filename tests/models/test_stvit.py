@@ -212,3 +212,14 @@ def test_global_centres_enter_the_first_unit_only():
         with_g = original(stage.blocks[2], s, x, True)
         without = original(stage.blocks[2], s, x, False)
     assert (with_g - without).abs().max() > 1e-3
+
+
+def test_a_model_run_under_inference_mode_still_trains_on_the_same_shape():
+    """Masks and key indices are cached per shape: the ones built while testing under
+    inference_mode must not break training at that shape later in the same process."""
+    model = stvit_model(SWIN_MINI, num_classes=3, mode="spatiotemporal", temporal_pool=2)
+    x = torch.randn(1, 3, 6, 72, 72)  # a shape no other test caches first
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()(x).sum().backward()
+    assert model.layers[2].blocks[1].attn.q.weight.grad is not None

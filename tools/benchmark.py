@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""Throughput of model variants measured side by side in one run: inference or a training step.
+
+Every model gets the same input (batch x frames x crop), threads, device and dtype; after the
+warm-up, timed iterations go round-robin over the models, so drift of the machine (turbo, other
+load) hits all of them alike. Models come from the registry (no config, so no fvcore needed to
+run on a bare GPU box); GFLOPs are fvcore's count when fvcore is installed, else the registry's
+reference when the input is the variant's own, else n/a. The first model is the baseline of the
+``flops_ratio`` and ``speedup`` columns.
+
+    python tools/benchmark.py --what inference                      # Swin-T vs the STViT Swin-T variants
+    python tools/benchmark.py --what train --batch 2 --frames 16
+    python tools/benchmark.py --what train --device cuda --dtype bf16 --batch 8 --json bench.json
+    python tools/benchmark.py --models swin3d_small stvit_r_swin3d_small_perframe --iters 5
+
+A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW step, as in
+:class:`stvit_video.engine.trainer.Trainer`. MFU (CUDA only) = 3 x forward FLOPs x clips/s over
+the chip's dense bf16 peak given with ``--peak-tflops``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from stvit_video.models import create_model, get_variant, list_variants
+
+DEFAULT_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "stvit_r_swin3d_tiny_spatiotemporal",
+                  "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal"]
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--what", choices=("inference", "train"), default="inference")
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list_variants(), metavar="VARIANT",
+                   help="registry variants (run_net.py --list-models); the first is the baseline")
+    p.add_argument("--batch", type=int, default=1, help="clips per iteration")
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=400)
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per model")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per model")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="autocast dtype (fp16 trains with a GradScaler)")
+    p.add_argument("--act-checkpoint", action="store_true", help="activation checkpointing (train)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads (CPU)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense bf16 peak of the GPU for MFU (e.g. 989 for an H100 SXM)")
+    p.add_argument("--json", default=None, help="also write the rows as a JSON list here")
+    return p.parse_args(argv)
+
+
+def _gflops(name: str, model: torch.nn.Module, shape: tuple[int, ...]) -> Optional[float]:
+    """GFLOPs per clip: fvcore when installed, else the registry's figure for the variant's own input."""
+    try:
+        from stvit_video.utils.flops import count_flops
+    except ImportError:
+        variant = get_variant(name)
+        return variant.gflops if tuple(shape[1:]) == variant.input_size else None
+    return count_flops(model, torch.zeros(1, *shape[1:])).total / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Runner:
+    """One model and its step (inference or training) on fixed random inputs."""
+
+    def __init__(self, name: str, args: argparse.Namespace, device: torch.device) -> None:
+        self.name = name
+        shape = (args.batch, 3, args.frames, args.crop, args.crop)
+        model = create_model(name, num_classes=args.num_classes)
+        self.params_m = sum(p.numel() for p in model.parameters()) / 1e6
+        self.gflops = _gflops(name, model, shape)
+        if args.act_checkpoint:
+            model.set_grad_checkpointing(True)
+        self.model = model.to(device).train(args.what == "train")
+        self.step_fn = torch.compile(self.model) if args.compile else self.model
+        self.train = args.what == "train"
+        self.dtype = DTYPES[args.dtype]
+        self.device = device
+        self.x = torch.randn(shape, device=device)
+        self.y = torch.randint(args.num_classes, (args.batch,), device=device)
+        if self.train:
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=device.type == "cuda")
+            self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.times: list[float] = []
+
+    def _autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def step(self) -> None:
+        if not self.train:
+            with torch.inference_mode(), self._autocast():
+                self.step_fn(self.x)
+            return
+        with self._autocast():
+            loss = F.cross_entropy(self.step_fn(self.x).float(), self.y)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def timed_step(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        _sync(self.device)
+        start = time.perf_counter()
+        self.step()
+        _sync(self.device)
+        self.times.append(time.perf_counter() - start)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Benchmark ``args.models``; returns one row per model (see the module docstring)."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    runners = [_Runner(name, args, device) for name in args.models]
+    for _ in range(args.warmup):
+        for r in runners:
+            r.step()
+    peaks = {}
+    for _ in range(args.iters):
+        for r in runners:
+            r.timed_step()
+            if device.type == "cuda":
+                peaks[r.name] = max(peaks.get(r.name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    rows = []
+    base = runners[0]
+    base_speed = args.batch / statistics.median(base.times)
+    for r in runners:
+        speed = args.batch / statistics.median(r.times)
+        row = {
+            "config": r.name, "what": args.what, "params_m": r.params_m, "gflops": r.gflops,
+            "clips_per_s": speed, "ms_per_iter": 1000 * statistics.median(r.times),
+            "peak_mem_mb": peaks.get(r.name), "flops_ratio": (r.gflops / base.gflops
+                                                              if r.gflops and base.gflops else None),
+            "speedup": speed / base_speed, "batch": args.batch, "input": [3, args.frames, args.crop, args.crop],
+            "device": str(device), "dtype": args.dtype, "act_checkpoint": args.act_checkpoint,
+            "compile": args.compile,
+        }
+        if args.peak_tflops and r.gflops:
+            factor = 3 if args.what == "train" else 1  # forward + backward = 3 x forward FLOPs
+            row["mfu"] = factor * r.gflops * 1e9 * speed / (args.peak_tflops * 1e12)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    lines = [f"{args.what}: {where}, {args.dtype}, batch {args.batch}, input {args.frames}x{args.crop}x{args.crop}, "
+             f"median of {args.iters} round-robin iterations after {args.warmup} warm-up"
+             + (", activation checkpointing" if args.act_checkpoint else "") + (", torch.compile" if args.compile else ""),
+             f"{'model':<36s} {'params':>8s} {'GFLOPs':>8s} {'clips/s':>9s} {'ms/iter':>9s} {'peak MB':>8s} "
+             f"{'FLOPs ratio':>11s} {'speed-up':>8s}" + ("   MFU" if args.peak_tflops else "")]
+    for r in rows:
+        fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
+        lines.append(f"{r['config']:<36s} {r['params_m']:7.2f}M {fmt(r['gflops'], '8.2f'):>8s} "
+                     f"{r['clips_per_s']:9.3f} {r['ms_per_iter']:9.1f} {fmt(r['peak_mem_mb'], '8.0f'):>8s} "
+                     f"{fmt(r['flops_ratio'], '11.3f'):>11s} {r['speedup']:7.2f}x"
+                     + (f" {100 * r['mfu']:5.1f}%" if r.get("mfu") is not None else ""))
+    lines.append("GFLOPs per clip: fvcore, 1 multiply-add = 1 FLOP, attention counted; softmax/GELU not counted")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    rows = run(args)
+    print(format_table(rows, args))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
