@@ -1,1 +1,10 @@
-"""Kinetics preparation: official CSVs + raw clips -> resized, verified videos and CSV lists."""
+"""Kinetics preparation: official CSVs + raw clips -> resized, verified videos and CSV lists.
+
+``python -m data_prep {index,resize,verify,lists,all,synthetic}`` (see ``data_prep/README.md``).
+Modules, one job each: ``annotations`` (official CSVs), ``layouts`` (where a row's raw file
+is), ``probe`` (what a file holds), ``manifest`` (the index written by ``index``), ``index``,
+``encode`` (atomic h264 writing), ``resize``, ``verify``, ``lists``, ``summary`` (the final
+table), ``parallel`` (worker processes), ``synthetic`` (the built-in motion-only
+mini-Kinetics), ``benchmark`` (resize throughput), ``cli``. Importing it loads neither torch
+nor PyAV; only ``verify`` loads torch (through the training decoder).
+"""
