@@ -85,6 +85,9 @@ _C.TEST.NUM_SPATIAL_CROPS = 3
 _C.DATA = CfgNode()
 # Folder holding train.csv / val.csv / test.csv (or class folders when no CSV exists).
 _C.DATA.PATH_TO_DATA_DIR = ""
+# Build a built-in data set into DATA.PATH_TO_DATA_DIR when it has no train.csv yet:
+# "mini_kinetics" (python -m data_prep synthetic, then data_prep all); "" = never.
+_C.DATA.GENERATE_IF_MISSING = ""
 # Prefix joined to relative video paths in the CSV lists.
 _C.DATA.PATH_PREFIX = ""
 # Separator between path and label in a CSV line (parsed from the right).

@@ -13,6 +13,7 @@ from fvcore.common.config import CfgNode
 
 from stvit_video.config import load_config
 from stvit_video.datasets.config_check import check_data_config
+from stvit_video.engine.builtin_data import BUILTIN_DATASETS
 from stvit_video.engine.distributed import BACKENDS as DIST_BACKENDS
 from stvit_video.engine.optimizer import OPTIMIZERS
 from stvit_video.engine.schedule import LR_SCALING_RULES
@@ -43,6 +44,7 @@ def check_run_config(cfg: CfgNode) -> None:
     _check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
     _check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
     _check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)
+    _check_choice("DATA.GENERATE_IF_MISSING", cfg.DATA.GENERATE_IF_MISSING, BUILTIN_DATASETS)
 
 
 def load_run_config(cfg_file: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CfgNode:
