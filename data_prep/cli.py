@@ -137,13 +137,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_resize(args: argparse.Namespace) -> int:
     from data_prep.manifest import read_manifest
-    from data_prep.resize import ResizeOptions, failure_log_path, parse_shard, resize_all
+    from data_prep.resize import ResizeOptions, failure_log_path, parse_shard, resize_all, write_encoding_info
 
     options = ResizeOptions(short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset,
                             mbtree=args.mbtree)
     shard = parse_shard(getattr(args, "shard", "0/1"))
     rows = read_manifest(_manifest_path(args))
     report = resize_all(rows, args.out, options, workers=args.workers, shard=shard, progress=_progress(args))
+    write_encoding_info(args.out, options)
     encoded = [r for r in report.results if r.status == "encoded"]
     rate = f", {len(encoded) / report.seconds:.2f} videos/s" if encoded and report.seconds > 0 else ""
     shard_text = f" (shard {shard[0]}/{shard[1]}: {len(report.results)} of {len(rows)} clips)" if shard[1] > 1 else ""

@@ -260,3 +260,20 @@ def resize_all(rows: Sequence[ManifestRow], out_dir: str | os.PathLike, options:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(f"{r.output}\t{r.reason}\n" for r in results if r.status == "failed"), encoding="utf-8")
     return report
+
+
+ENCODING_INFO = "encoding.json"
+
+
+def write_encoding_info(out_dir: str | os.PathLike, options: "ResizeOptions") -> Path:
+    """Record how the videos in ``out_dir`` were encoded (``OUT/encoding.json``): the evaluation
+    report quotes the short side, because accuracy depends on it (Video Swin: 256)."""
+    import json
+
+    path = Path(out_dir) / ENCODING_INFO
+    info = {"short_side": options.short_side, "fps": options.fps, "gop": options.gop, "crf": options.crf,
+            "preset": options.preset, "mbtree": options.mbtree, "codec": "h264"}
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    os.replace(part, path)
+    return path

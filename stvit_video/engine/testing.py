@@ -315,8 +315,8 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
 
 
 def _data_short_side(cfg: CfgNode) -> Optional[int]:
-    """The short side data_prep resized the videos to, when its summary is next to the lists."""
-    info = Path(cfg.DATA.PATH_TO_DATA_DIR) / "prep_info.json"
+    """The short side data_prep resized the videos to (its ``encoding.json`` next to the lists)."""
+    info = Path(cfg.DATA.PATH_TO_DATA_DIR) / "encoding.json"
     if not info.is_file():
         return None
     import json

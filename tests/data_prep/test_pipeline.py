@@ -55,6 +55,9 @@ def test_index_detects_layout_and_finds_missing_and_corrupt(runs, layout):
     assert all((r.width, r.height, r.fps) == (64, 48, 10) for r in good)
     assert all(r.trim == (layout == "untrimmed") for r in rows.values())
     assert rows["aaaaaaaaa-1"].label == "air drumming" and rows["iiiiiiiiiii"].label == ""
+    # the encoding is recorded next to the lists, for the evaluation report's provenance
+    encoding = json.loads((runs[layout].out / "encoding.json").read_text())
+    assert encoding["short_side"] == 48 and encoding["gop"] == 32 and encoding["codec"] == "h264"
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

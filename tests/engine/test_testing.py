@@ -76,9 +76,11 @@ def test_failed_views_are_listed_with_the_reason_or_stop_the_test(colour_data, t
     data = tmp_path / "data"
     shutil.copytree(colour_data, data)
     (data / "videos" / "test_1_0.mp4").write_bytes(b"not a video at all")
+    (data / "encoding.json").write_text('{"short_side": 40, "codec": "h264"}')  # as data_prep resize writes it
     out = tmp_path / "test"
     assert main(_test_args(data, out, trained)) == 0
     report = _report(out)
+    assert report["meta"]["data"]["short_side"] == 40
     assert report["headline"]["videos_with_failed_views"] == 1 and report["headline"]["unscored_videos"] == 1
     (failed,) = report["failed_videos"]
     assert failed["path"].endswith("videos/test_1_0.mp4") and "cannot open" in failed["reason"]
