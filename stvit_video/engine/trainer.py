@@ -142,8 +142,8 @@ class Trainer:
         for hook in hooks:
             hook.trainer = self
             self.hooks.append(hook)
-        # per-step NaN/inf bookkeeping on the device: the first bad (epoch, step), read at sync time
-        self._first_bad = torch.full((2,), -1, dtype=torch.int64, device=device)
+        # per-step non-finite flags of the current window, left on the device until a sync
+        self._window_flags: list[tuple[int, int, torch.Tensor]] = []
         self._last_lr = 0.0
 
     # --- loop -----------------------------------------------------------------------------------
@@ -230,11 +230,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def _note_nonfinite(self, loss: torch.Tensor) -> None:
-        bad = ~torch.isfinite(loss)
-        here = torch.tensor([self.progress.epoch, self.progress.step_in_epoch], device=self.device)
-        # keep the first bad position: replace only while nothing is recorded yet (no host sync)
-        take = bad & (self._first_bad[0] < 0)
-        self._first_bad = torch.where(take, here, self._first_bad)
+        # a device flag per micro-batch; read only when a sync reports a non-finite loss
+        self._window_flags.append((self.progress.epoch, self.progress.step_in_epoch, ~torch.isfinite(loss)))
 
     # --- services for hooks ------------------------------------------------------------------------
     @property
@@ -250,8 +247,11 @@ class Trainer:
             return None
         self._unsynced_steps = 0
         stats = self.meter.sync()
+        flags, self._window_flags = self._window_flags, []
         if stats["has_nonfinite"]:
-            epoch, step = self._first_bad.tolist()
+            bad = torch.stack([f for _, _, f in flags]).cpu() if flags else torch.zeros(0, dtype=torch.bool)
+            # this rank's first bad step; another rank's when this one saw none (the window's first)
+            epoch, step, _ = flags[int(bad.nonzero()[0])] if bad.any() else flags[0]
             raise NonFiniteLossError(
                 f"training: the loss became NaN or inf at epoch {epoch + 1} (1-based), iteration {step + 1} of "
                 f"{self.steps_per_epoch} (global step {epoch * self.steps_per_epoch + step + 1}); lower "
