@@ -58,7 +58,9 @@ def test_a_few_epochs_drive_the_loss_down_and_validation_accuracy_up(colour_data
 def test_the_applied_lr_follows_warmup_and_cosine(colour_data, tmp_path):
     out = tmp_path / "run"
     assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, "TEST.ENABLE", "False", "LOG_PERIOD", 1,
-                                                          "TRAIN.EVAL_PERIOD", 4, "SOLVER.WARMUP_EPOCHS", 1.5)]) == 0
+                                                          "TRAIN.EVAL_PERIOD", 4, "SOLVER.WARMUP_EPOCHS", 1.5,
+                                                          "TENSORBOARD.ENABLE", True)]) == 0
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard scalars were written
     lrs = [r["lr"] for r in _stats(out)]
     schedule = WarmupCosine(base_lr=0.002, warmup_epochs=1.5, max_epochs=4, warmup_start_factor=0.1, end_factor=0.0)
     assert lrs == pytest.approx([schedule(step / 4) for step in range(16)], rel=1e-9)
