@@ -130,6 +130,8 @@ _C.DATA_LOADER.PIN_MEMORY = True
 _C.DATA_LOADER.NUM_RETRIES = 10
 # Keep worker processes alive between epochs (no re-fork, no re-import per epoch).
 _C.DATA_LOADER.PERSISTENT_WORKERS = True
+# Batches each worker prepares ahead (uint8 batches are small; more hides decode-time jitter).
+_C.DATA_LOADER.PREFETCH_FACTOR = 4
 # Stop training when more than this fraction of the videos seen in an epoch failed to decode
 # (a mostly broken data set should not train silently).
 _C.DATA.MAX_BAD_VIDEO_FRACTION = 0.05

@@ -75,6 +75,7 @@ def _check_data(cfg: CfgNode) -> None:
     _require(cfg.TEST.NUM_SPATIAL_CROPS in (1, 3), "TEST.NUM_SPATIAL_CROPS",
              cfg.TEST.NUM_SPATIAL_CROPS, "must be 1 (centre) or 3 (left/centre/right)")
     _positive_int(cfg, "DATA_LOADER.NUM_RETRIES")
+    _positive_int(cfg, "DATA_LOADER.PREFETCH_FACTOR")
     _require(cfg.DATA_LOADER.NUM_WORKERS >= 0, "DATA_LOADER.NUM_WORKERS",
              cfg.DATA_LOADER.NUM_WORKERS, "must be >= 0")
     relative = list(cfg.DATA.TRAIN_JITTER_SCALES_RELATIVE)

@@ -259,6 +259,7 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         drop_last=train,
         persistent_workers=cfg.DATA_LOADER.PERSISTENT_WORKERS and workers > 0,
+        prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR if workers > 0 else None,
         worker_init_fn=functools.partial(init_worker, backend=dataset.backend),
         generator=generator,
     )
