@@ -104,3 +104,21 @@ def test_the_temporal_shuffle_check_is_reported(colour_data, trained, tmp_path):
     # colour needs no motion: shuffling the frames changes nothing here
     assert extra["top1"] == _report(out)["headline"]["top1"]
     assert "frames in a fixed random order" in extra["note"]
+
+
+def test_a_checkpoint_of_ours_initialises_a_new_run_or_a_fine_tuning(colour_data, trained, tmp_path):
+    import torch
+
+    from stvit_video.engine.config_check import load_run_config
+    from stvit_video.engine.model_setup import build_initialised_model
+
+    saved = torch.load(trained, weights_only=True)["model"]
+    cfg = load_run_config("kinetics400", tiny_overrides(colour_data, tmp_path, "TRAIN.CHECKPOINT_FILE_PATH", trained))
+    for k, v in build_initialised_model(cfg).state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    # other classes: the head starts fresh, the rest is the checkpoint's
+    cfg = load_run_config("kinetics400", tiny_overrides(colour_data, tmp_path, "TRAIN.CHECKPOINT_FILE_PATH", trained,
+                                                        "MODEL.NUM_CLASSES", 5, "TRAIN.CHECKPOINT_REINIT_HEAD", True))
+    model = build_initialised_model(cfg)
+    assert model.head.fc.out_features == 5
+    assert torch.equal(model.state_dict()["norm.weight"], saved["norm.weight"])
