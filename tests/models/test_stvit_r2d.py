@@ -252,3 +252,20 @@ def test_a_window_the_tables_cannot_tile_to_is_named():
     with pytest.raises(CheckpointLoadError, match=r"layers\.0\.blocks\.0\.attn\.relative_position_bias_table: "
                        r"model table has 2535 rows, not \(2\*4-1\) x 169"):
         convert_stvit_r2d(_released_state_dict(**SWIN_MINI), _shapes(model), window_size=(4, 7, 7), log=None)
+
+
+def test_load_pretrained_reads_the_released_checkpoint_as_stvit_r2d(tmp_path):
+    """The whole path a user takes: TRAIN.CHECKPOINT_TYPE stvit_r2d on a saved file."""
+    from stvit_video.models.weights import load_pretrained
+
+    src = _released_state_dict(**SWIN_MINI)
+    path = tmp_path / "STViT-R-Swin-T.pth"
+    torch.save({"model": src, "epoch": 300}, path)
+    model = _stvit_r(**SWIN_MINI, num_classes=7)
+    report = load_pretrained(model, path, fmt="stvit_r2d", reinit_head=True, log=None)
+    assert set(report.fresh) == {"patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.norm.weight",
+                                 "patch_embed.norm.bias", "head.fc.weight", "head.fc.bias"}
+    torch.testing.assert_close(model.state_dict()["layers.2.blocks.1.attn.q.weight"],
+                               src["layers.2.blocks.1.attn.q.weight"])
+    with pytest.raises(CheckpointLoadError, match="reinit_head=True"):
+        load_pretrained(_stvit_r(**SWIN_MINI, num_classes=7), path, fmt="stvit_r2d", log=None)
