@@ -21,6 +21,8 @@ the others. Log on rank 0 only values that were already reduced.
 from __future__ import annotations
 
 import datetime
+import gc
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DistContext", "World", "all_gather_object", "all_reduce_sum", "barrier", "broadcast_object",
            "check_replicas_equal",
@@ -225,10 +229,25 @@ def startup_check(ctx: DistContext, *, timeout_s: float) -> None:
                            f"({where}); the ranks disagree on the process group. {_hint(ctx.world_size)}")
 
 
-def destroy() -> None:
-    """Leave the process group (no-op without one); call on every rank at the end."""
-    if _initialized():
-        dist.destroy_process_group()
+def destroy(*, wait_for_all: bool = False) -> None:
+    """Leave the process group (no-op without one); call on every rank at the end.
+
+    Args:
+        wait_for_all: meet the other ranks first (a barrier). Pass it on the normal path only:
+            after an error the other ranks may never arrive. Without it, a rank that finishes
+            first tears its connections down while the others still talk to it.
+    """
+    if not _initialized():
+        return
+    if wait_for_all:
+        try:
+            dist.barrier()
+        except RuntimeError as e:  # the work is done; a peer that left early is no reason to fail it
+            logger.warning("distributed: the final barrier failed (%s); leaving the group anyway", e)
+    # a model wrapped in DDP often outlives the job in a reference cycle; freeing it now, while
+    # the group still exists, keeps the backend's threads from being torn down at interpreter exit
+    gc.collect()
+    dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------- #
@@ -284,8 +303,10 @@ def _spawned(local_rank: int, fn: Callable[..., Any], args: Sequence[Any], nproc
                            timeout_s=timeout_s)
     try:
         fn(ctx, *args)
-    finally:
+    except BaseException:
         destroy()
+        raise
+    destroy(wait_for_all=True)
 
 
 def spawn(fn: Callable[..., Any], args: Sequence[Any] = (), *, nprocs: int, num_shards: int = 1,

@@ -46,9 +46,12 @@ def launch_job(cfg: CfgNode) -> dict[str, Any]:
     if dist_utils.torchrun_env():
         ctx = dist_utils.init_distributed(backend=cfg.DIST.BACKEND, device=_device_kind(cfg), timeout_s=timeout)
         try:
-            return run_job(ctx, cfg)
-        finally:
+            results = run_job(ctx, cfg)
+        except BaseException:
             dist_utils.destroy()
+            raise
+        dist_utils.destroy(wait_for_all=True)
+        return results
     nprocs = max(cfg.NUM_GPUS, 1)
     if nprocs * cfg.NUM_SHARDS > 1:
         dist_utils.spawn(_spawned_job, args=(cfg,), nprocs=nprocs, num_shards=cfg.NUM_SHARDS,

@@ -133,7 +133,7 @@ def test_two_processes_split_the_global_batch_and_match_one_process(colour_data,
         result = subprocess.run([sys.executable, "-W", "ignore", "-m", "torch.distributed.run", "--nproc_per_node",
                                  "2", "--standalone", "tools/run_net.py", "--cfg", "kinetics400", *overrides],
                                 cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "on 2 process(es) (cpu), 3 clips per process per step" in result.stdout
     assert "the weights are identical on all 2 ranks" in result.stdout
     # the two ranks' shards together are the one process's batch, so the update is the same
