@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of model variants measured side by side in one run: inference or a training step.
+"""Throughput measured side by side in one run: models (inference or a training step) or the data loader.
 
 Every model gets the same input (batch x frames x crop), threads, device and dtype; after the
 warm-up, timed iterations go round-robin over the models, so drift of the machine (turbo, other
@@ -16,12 +16,22 @@ reference when the input is the variant's own, else n/a. The first model is the 
 A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW step, as in
 :class:`stvit_video.engine.trainer.Trainer`. MFU (CUDA only) = 3 x forward FLOPs x clips/s over
 the chip's dense bf16 peak given with ``--peak-tflops``.
+
+``--what loader`` times the trainer's own training loader (decode, clip sampling, uint8
+augmentation, collation; see :mod:`stvit_video.datasets.throughput`) for each decoder backend
+and worker count, on ``--data DIR`` (a folder with ``train.csv``) or on generated videos shaped
+like Kinetics after ``data_prep resize``; ``--feed CLIPS_PER_S`` (a training step's clips/s from
+a model run) adds the workers each backend needs to keep that step fed. It needs the config
+and data dependencies (fvcore, decord / PyAV); the model runs need only torch.
+
+    python tools/benchmark.py --what loader --workers 0 1 2 --batch 8 --feed 40
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import math
 import statistics
 import sys
 import time
@@ -39,7 +49,7 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--what", choices=("inference", "train"), default="inference")
+    p.add_argument("--what", choices=("inference", "train", "loader"), default="inference")
     p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list_variants(), metavar="VARIANT",
                    help="registry variants (run_net.py --list-models); the first is the baseline")
     p.add_argument("--batch", type=int, default=1, help="clips per iteration")
@@ -56,6 +66,15 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU for MFU (e.g. 989 for an H100 SXM)")
     p.add_argument("--json", default=None, help="also write the rows as a JSON list here")
+    loader = p.add_argument_group("--what loader")
+    loader.add_argument("--cfg", default="kinetics400", help="config whose DATA.* and DATA_LOADER.* are used")
+    loader.add_argument("--data", default=None, help="folder with train.csv; default: generated videos")
+    loader.add_argument("--videos", type=int, default=8, help="generated videos (each listed several times)")
+    loader.add_argument("--backends", nargs="+", default=["decord", "pyav"], choices=("decord", "pyav"))
+    loader.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="DATA_LOADER.NUM_WORKERS values")
+    loader.add_argument("--feed", type=float, default=None,
+                        help="clips/s of a training step: print the workers each backend needs for it")
+    loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
     return p.parse_args(argv)
 
 
@@ -181,10 +200,51 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Benchmark the training loader (see the module docstring); returns one row per backend x workers."""
+    import tempfile
+    from pathlib import Path
+
+    from stvit_video.datasets.throughput import loader_rows, write_benchmark_videos
+
+    batches = max(args.iters, 1)
+    warmup = max(args.warmup, 1)
+    with tempfile.TemporaryDirectory(prefix="stvit_loader_bench_") as tmp:
+        data = args.data
+        if data is None:  # list the videos often enough for every worker count's warm-up and timed batches
+            repeats = math.ceil((warmup + batches) * args.batch / args.videos)
+            data = str(write_benchmark_videos(Path(tmp), args.videos, repeats))
+        return loader_rows(args.cfg, data, backends=args.backends, workers=args.workers, batch=args.batch,
+                           warmup=warmup, batches=batches, opts=args.opts)
+
+
+def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    from stvit_video.datasets.throughput import workers_to_feed
+
+    first = rows[0]
+    frames, crop = first["input"][1], first["input"][2]
+    lines = [f"loader: {args.cfg} train pipeline, {frames} frames x rate {first['sampling_rate']}, crop {crop}, "
+             f"batch {args.batch}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
+             f"batches {first['dtype']} {tuple(first['batch_shape'])}",
+             f"{'backend':<8s} {'workers':>7s} {'clips/s':>9s} {'ms/clip':>9s}"]
+    for r in rows:
+        lines.append(f"{r['backend']:<8s} {r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
+    if args.feed:
+        for backend in args.backends:
+            need = workers_to_feed(rows, backend, args.feed)
+            if need is not None:
+                lines.append(f"{backend}: {need} worker(s) keep a step of {args.feed:g} clips/s fed")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    rows = run(args)
-    print(format_table(rows, args))
+    if args.what == "loader":
+        rows = run_loader(args)
+        print(format_loader_table(rows, args))
+    else:
+        rows = run(args)
+        print(format_table(rows, args))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
