@@ -113,14 +113,23 @@ def cached_tensors(fn):
 
     The tensors are always built outside inference mode: one cached while a model is tested
     under ``torch.inference_mode`` must still be usable when the same process trains later.
+    Under ``torch.compile`` the function is traced as it is (its inputs are static shapes, so
+    the result is a constant of the graph); the cache would only be bypassed with a warning.
     """
     @functools.lru_cache(maxsize=64)
-    @functools.wraps(fn)
     def build(*args):
         with torch.inference_mode(False):
             return fn(*args)
 
-    return build
+    @functools.wraps(fn)
+    def lookup(*args):
+        if torch.compiler.is_compiling():
+            return fn(*args)
+        return build(*args)
+
+    lookup.cache_clear = build.cache_clear  # type: ignore[attr-defined]
+    lookup.cache_info = build.cache_info  # type: ignore[attr-defined]
+    return lookup
 
 
 @cached_tensors
