@@ -112,3 +112,14 @@ def test_summary_loads_the_configured_checkpoint_and_logs_fresh_parameters(tmp_p
 def test_a_missing_checkpoint_is_one_clear_error(tmp_path, capsys):
     assert main(["--cfg", "kinetics400", "--summary", "TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "x.pth")]) == 2
     assert capsys.readouterr().err.strip() == f"error: checkpoint file {tmp_path / 'x.pth'} does not exist"
+
+
+@pytest.mark.parametrize("command", [["tools/predict.py"], ["stvit-predict"]])
+def test_predict_entry_points_answer_help(command):
+    if command == ["stvit-predict"]:
+        command = [str(Path(sys.executable).parent / "stvit-predict")]
+    else:
+        command = [sys.executable, "-W", "ignore", *command]
+    result = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "CLIPSxCROPS" in result.stdout

@@ -47,11 +47,12 @@ from fvcore.common.config import CfgNode
 from stvit_video.datasets.clip_sampling import ClipIndices, ClipSpec, centre_clip, random_clip, uniform_clip
 from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
-from stvit_video.datasets.video_list import SPLITS, VideoRecord, load_split
+from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
 from stvit_video.utils.errors import DataError
 from stvit_video.utils.seed import seeded_rng
 
-__all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics"]
+__all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
+           "clip_dataset"]
 
 # (video_frames, fps, clip_index) -> clip
 ClipSampler = Callable[[int, float, int], ClipIndices]
@@ -241,6 +242,15 @@ def build_kinetics(cfg: CfgNode, split: str) -> VideoClipDataset:
     data = cfg.DATA
     videos = load_split(data.PATH_TO_DATA_DIR, split, num_classes=cfg.MODEL.NUM_CLASSES,
                         separator=data.PATH_LABEL_SEPARATOR, path_prefix=data.PATH_PREFIX)
+    return clip_dataset(cfg, split, videos)
+
+
+def clip_dataset(cfg: CfgNode, split: str, videos: VideoList) -> VideoClipDataset:
+    """The dataset of ``split``'s clips, transforms and views (as :func:`build_kinetics`) over
+    the given ``videos``: e.g. files named on a command line, for prediction."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    data = cfg.DATA
     spec = ClipSpec(data.NUM_FRAMES, data.SAMPLING_RATE, data.TARGET_FPS)
     num_clips = num_crops = num_samples = 1
     # module-level functions and partials, not lambdas: spawned workers must pickle them

@@ -97,13 +97,21 @@ def _like(now: Any, value: Any) -> Any:
     return value
 
 
+def stored_transform_keys(cfg: CfgNode, stored: dict[str, Any]) -> dict[str, Any]:
+    """Config key (``DATA.MEAN``, ...) -> the checkpoint's test-transform value, typed like ``cfg``'s."""
+    values = {}
+    for field, key in _TRANSFORM_KEYS.items():
+        group, name = key.split(".")
+        values[key] = _like(getattr(getattr(cfg, group), name), stored[field])
+    return values
+
+
 def _with_stored_transform(cfg: CfgNode, stored: dict[str, Any], source: Path) -> CfgNode:
     """``cfg`` with the checkpoint's test transform; warns about every key that differs."""
     changes: dict[str, Any] = {}
-    for field, key in _TRANSFORM_KEYS.items():
+    for key, value in stored_transform_keys(cfg, stored).items():
         group, name = key.split(".")
         now = getattr(getattr(cfg, group), name)
-        value = _like(now, stored[field])
         if (list(now) if isinstance(now, (list, tuple)) else now) != value:
             changes[key] = value
             logger.warning("test: %s = %s in the config, but %s was trained with %s; testing with the checkpoint's "

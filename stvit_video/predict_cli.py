@@ -1,0 +1,79 @@
+"""Command line of ``tools/predict.py`` and ``stvit-predict``: classes of video files.
+
+    predict.py CHECKPOINT VIDEO_OR_FOLDER [...] [--topk 5] [--views 4x3] [--json OUT]
+
+Prints, per video, the top classes with their mean view probability; a video that cannot be
+decoded gets its reason. Exit codes: 0 when every video was predicted, 1 when some could not
+be decoded, 2 for bad arguments, a missing file or an unusable checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Optional, Sequence
+
+from stvit_video.utils.errors import CheckpointError, DataError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict.py", description="Predict the classes of video files with a "
+                                "stvit_video checkpoint (its classes and test transform are stored in it).")
+    p.add_argument("checkpoint", help="best.pyth / last.pyth / checkpoint_epoch_*.pyth of a training run")
+    p.add_argument("videos", nargs="+", help="video files, or folders searched for video files")
+    p.add_argument("--topk", type=int, default=5, help="classes per video (default 5)")
+    p.add_argument("--views", default=None, metavar="CLIPSxCROPS",
+                   help="views per video, e.g. 1x1 for speed; default: the checkpoint's test protocol")
+    p.add_argument("--ensemble", choices=("sum", "max"), default="sum", help="how view scores combine")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--backend", choices=("decord", "pyav"), default=None, help="video decoder")
+    p.add_argument("--batch-size", type=int, default=12, help="views per forward pass")
+    p.add_argument("--json", default=None, help="also write the predictions here as JSON")
+    return p
+
+
+def _views(text: Optional[str], parser: argparse.ArgumentParser) -> tuple[Optional[int], Optional[int]]:
+    if text is None:
+        return None, None
+    match = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        parser.error(f"--views {text!r}: use CLIPSxCROPS with positive numbers, e.g. 4x3 or 1x1")
+    return int(match[1]), int(match[2])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    clips, crops = _views(args.views, parser)
+    if args.topk < 1:
+        parser.error("--topk must be at least 1")
+    from stvit_video.engine.predict import find_videos, predict_videos
+    from stvit_video.utils.logging import setup_logging
+
+    setup_logging(None, to_stderr=True)  # stdout holds the predictions only
+    try:
+        videos = find_videos(args.videos)
+        results = predict_videos(args.checkpoint, videos, topk=args.topk, clips=clips, crops=crops,
+                                 ensemble=args.ensemble, device=args.device, backend=args.backend,
+                                 batch_size=args.batch_size)
+    except (CheckpointError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for r in results:
+        if r.error is not None:
+            print(f"{r.path}: could not be decoded: {r.error}")
+            continue
+        best = ", ".join(f"{c.name} {100 * c.score:.1f}%" for c in r.top)
+        print(f"{r.path}: {best}  ({r.views} views)")
+    if args.json:
+        import simplejson
+
+        rows = [{"video": r.path, "views": r.views, "error": r.error,
+                 "top": [{"class_id": c.class_id, "name": c.name, "score": c.score} for c in r.top]} for r in results]
+        with open(args.json, "w", encoding="utf-8") as f:
+            simplejson.dump(rows, f, indent=1)
+    return 1 if any(r.error is not None for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
