@@ -46,5 +46,6 @@ setup(
     # the suite builds a wheel without build isolation: setuptools >= 70.1 has bdist_wheel built in
     extras_require={"test": ["pytest>=7", "setuptools>=70.1"]},
     entry_points={"console_scripts": ["stvit-run=stvit_video.cli:main", "stvit-prep=data_prep.cli:main",
-                                     "stvit-predict=stvit_video.predict_cli:main"]},
+                                     "stvit-predict=stvit_video.predict_cli:main",
+                                     "stvit-export=stvit_video.export_cli:main"]},
 )

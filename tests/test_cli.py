@@ -114,12 +114,14 @@ def test_a_missing_checkpoint_is_one_clear_error(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"error: checkpoint file {tmp_path / 'x.pth'} does not exist"
 
 
-@pytest.mark.parametrize("command", [["tools/predict.py"], ["stvit-predict"]])
-def test_predict_entry_points_answer_help(command):
-    if command == ["stvit-predict"]:
-        command = [str(Path(sys.executable).parent / "stvit-predict")]
+@pytest.mark.parametrize("command, expected", [
+    (["tools/predict.py"], "CLIPSxCROPS"), (["stvit-predict"], "CLIPSxCROPS"),
+    (["tools/export.py"], "torch.export"), (["stvit-export"], "torch.export")])
+def test_predict_and_export_entry_points_answer_help(command, expected):
+    if command[0].startswith("stvit-"):
+        command = [str(Path(sys.executable).parent / command[0])]
     else:
         command = [sys.executable, "-W", "ignore", *command]
     result = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "CLIPSxCROPS" in result.stdout
+    assert expected in result.stdout

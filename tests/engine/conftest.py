@@ -69,3 +69,13 @@ def tiny_overrides(data: Path, out: Path, *extra) -> list[str]:
         "SOLVER.REFERENCE_BATCH_SIZE", "6", "SOLVER.WARMUP_EPOCHS", "0.5", "SOLVER.MAX_EPOCH", "4",
         "SOLVER.WEIGHT_DECAY", "0.0", "LOG_PERIOD", "2", *map(str, extra),
     ]
+
+
+@pytest.fixture(scope="session")
+def trained_and_tested(colour_data, tmp_path_factory) -> Path:
+    """A run trained 2 epochs and tested (2 clips x 3 crops) on the colour data: its OUTPUT_DIR."""
+    from stvit_video.cli import main
+
+    out = tmp_path_factory.mktemp("trained_and_tested")
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, "SOLVER.MAX_EPOCH", 2)]) == 0
+    return out

@@ -7,20 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stvit_video.cli import main
 from stvit_video.engine.predict import find_videos, predict_videos
 from stvit_video.predict_cli import main as predict_main
 from stvit_video.utils.errors import DataError
 
-from .conftest import CLASSES, tiny_overrides
-
-
-@pytest.fixture(scope="module")
-def trained_and_tested(colour_data, tmp_path_factory) -> Path:
-    """A run trained 2 epochs and tested (2 clips x 3 crops): OUTPUT_DIR."""
-    out = tmp_path_factory.mktemp("predict_run")
-    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, "SOLVER.MAX_EPOCH", 2)]) == 0
-    return out
+from .conftest import CLASSES
 
 
 def _test_videos(data: Path) -> tuple[list[Path], list[int]]:
