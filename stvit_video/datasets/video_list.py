@@ -33,7 +33,7 @@ from typing import NamedTuple, Sequence
 
 from stvit_video.utils.errors import DataError
 
-__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "load_split",
+__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "full_class_names", "load_split",
            "read_class_folders", "read_class_names", "read_csv_list"]
 
 SPLITS = ("train", "val", "test")
@@ -181,6 +181,13 @@ def read_class_folders(root: str | os.PathLike, *, num_classes: int,
     if not records:
         raise DataError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {root}/<class>/")
     return VideoList(records, names, str(root))
+
+
+def full_class_names(names: Sequence[str] | None, num_classes: int) -> list[str]:
+    """One name per class id: ``names`` as given, ids without a name (class folders may
+    cover fewer classes than ``MODEL.NUM_CLASSES``) named by their number."""
+    given = list(names or [])[:num_classes]
+    return given + [str(i) for i in range(len(given), num_classes)]
 
 
 def load_split(data_dir: str | os.PathLike, split: str, *, num_classes: int, separator: str = " ",

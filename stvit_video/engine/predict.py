@@ -20,7 +20,7 @@ import torch
 from stvit_video.config import get_cfg_defaults
 from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.kinetics import clip_dataset
-from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord
+from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.testing import run_views, stored_transform_keys
 from stvit_video.models.build import build_model_from_arch
@@ -137,7 +137,7 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
                        "cpu" if device == "auto" else device)
     model.to(dev)
     num_classes = cfg.MODEL.NUM_CLASSES
-    names = loaded.class_names or [str(i) for i in range(num_classes)]
+    names = full_class_names(loaded.class_names, num_classes)
     records = [VideoRecord(str(p.resolve()), 0) for p in paths]
     dataset = clip_dataset(cfg, "test", VideoList(records, names, "predict"))
     loader = construct_loader(cfg, "test", dataset=dataset, num_replicas=1, rank=0)

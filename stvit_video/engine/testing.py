@@ -35,6 +35,7 @@ from torch import nn
 from stvit_video import __version__
 from stvit_video.datasets import BadVideoCounter, build_dataset, construct_loader
 from stvit_video.datasets.device_transforms import build_device_transform
+from stvit_video.datasets.video_list import full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.distributed import DistContext
@@ -249,8 +250,8 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
     model, cfg, provenance = _load_model(cfg, path)
     dataset = build_dataset(cfg, "test")
     loader = construct_loader(cfg, "test", dataset=dataset, num_replicas=ctx.world_size, rank=ctx.rank)
-    class_names = dataset.class_names or provenance.pop("class_names", None) or [
-        str(i) for i in range(cfg.MODEL.NUM_CLASSES)]
+    class_names = full_class_names(dataset.class_names or provenance.pop("class_names", None),
+                                   cfg.MODEL.NUM_CLASSES)
     provenance.pop("class_names", None)
     if on_ready is not None:
         on_ready()

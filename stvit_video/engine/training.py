@@ -120,6 +120,13 @@ def train(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]]
     per_rank = _per_rank_batch(cfg, ctx.world_size)
     train_set = build_dataset(cfg, "train")
     val_set = build_dataset(cfg, "val")
+    names = train_set.class_names
+    if names is not None and len(names) < cfg.MODEL.NUM_CLASSES and ctx.is_main:
+        # class folders may cover fewer classes than the head; usually MODEL.NUM_CLASSES was left at 400
+        logger.warning("training: the data has %d classes (%s) but MODEL.NUM_CLASSES = %d: the head keeps %d "
+                       "outputs, %d of them never trained; set MODEL.NUM_CLASSES %d if that is all there is",
+                       len(names), train_set.source, cfg.MODEL.NUM_CLASSES, cfg.MODEL.NUM_CLASSES,
+                       cfg.MODEL.NUM_CLASSES - len(names), len(names))
     train_loader = construct_loader(cfg, "train", dataset=train_set, num_replicas=ctx.world_size, rank=ctx.rank)
     val_loader = construct_loader(cfg, "val", dataset=val_set, num_replicas=ctx.world_size, rank=ctx.rank)
     folder = checkpoint_dir(cfg)

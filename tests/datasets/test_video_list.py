@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from stvit_video.datasets.video_list import load_split, read_class_folders, read_class_names, read_csv_list
+from stvit_video.datasets.video_list import (full_class_names, load_split, read_class_folders, read_class_names,
+                                             read_csv_list)
 from stvit_video.utils.errors import DataError
 
 
@@ -153,3 +154,11 @@ def test_class_folders_ignore_classnames_txt(tmp_path):
         _touch(tmp_path / rel)
     (tmp_path / "classnames.txt").write_text("x\ny\nz\n")  # neither read nor checked for folders
     assert load_split(tmp_path, "train", num_classes=3).class_names == ["bowling", "zumba"]
+
+
+def test_full_class_names_name_every_id_of_the_head():
+    # class folders may cover fewer classes than MODEL.NUM_CLASSES: reports and predictions
+    # still need a name for every output id
+    assert full_class_names(["cat", "dog"], 4) == ["cat", "dog", "2", "3"]
+    assert full_class_names(None, 3) == ["0", "1", "2"]
+    assert full_class_names(["a", "b", "c"], 3) == ["a", "b", "c"]
