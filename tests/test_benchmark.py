@@ -30,27 +30,33 @@ def test_benchmark_writes_one_row_per_model_with_ratios_to_the_first(tmp_path, c
     assert "stvit_r_swin3d_tiny_perframe" in capsys.readouterr().out
 
 
-def test_loader_benchmark_times_the_training_loader_per_backend_and_worker_count(tmp_path, capsys):
+def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, capsys):
+    from stvit_video.datasets.throughput import write_benchmark_videos
+
+    data = write_benchmark_videos(tmp_path / "videos", 2, size=(64, 48, 30, 30, 8))
     out = tmp_path / "loader.json"
-    assert _tool().main(["--what", "loader", "--videos", "1", "--workers", "0", "1", "--batch", "2", "--iters", "1",
-                         "--warmup", "1", "--feed", "1000", "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4",
-                         "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
+    assert _tool().main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
+                         "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000",
+                         "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
+                         "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
     rows = json.loads(out.read_text())
     assert [(r["backend"], r["workers"]) for r in rows] == [("decord", 0), ("decord", 1), ("pyav", 0), ("pyav", 1)]
     for r in rows:
         assert r["what"] == "loader" and r["clips_per_s"] > 0 and r["ms_per_clip"] > 0
+        assert r["decode_ms_per_clip"] > 0 and r["item_ms_per_clip"] > 0
         # batches leave the loader as uint8 (B, C, T, H, W): normalisation is the device's job
         assert r["dtype"] == "uint8" and r["batch_shape"] == [2, 3, 4, 32, 32]
     table = capsys.readouterr().out
-    assert "decord" in table and "pyav" in table
-    expected = -(-1000 // rows[0]["clips_per_s"])  # ceil(1000 clips/s over one worker's rate)
+    expected = -(-1000 * rows[0]["item_ms_per_clip"] // 1000)  # ceil(1000 clips/s x one worker's s/clip)
     assert f"decord: {int(expected)} worker(s) keep a step of 1000 clips/s fed" in table
 
 
-def test_loader_benchmark_names_a_list_too_short_for_the_batches(tmp_path):
-    from stvit_video.datasets.throughput import loader_rows, write_benchmark_videos
+def test_loader_benchmark_writes_kinetics_like_videos_when_no_data_is_given(tmp_path):
+    from stvit_video.datasets.decoder import open_video
+    from stvit_video.datasets.throughput import KINETICS_LIKE, write_benchmark_videos
 
-    data = write_benchmark_videos(tmp_path / "videos", 1, repeats=2, size=(64, 48, 30, 30, 8))
-    with pytest.raises(ValueError, match=r"the list has 1 batches of 2 clips, 3 are needed"):
-        loader_rows("kinetics400", str(data), backends=["decord"], workers=[0], batch=2, warmup=1, batches=2,
-                    opts=["DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"])
+    data = write_benchmark_videos(tmp_path / "videos", 1, size=(68, 52, 12, 30, 4))
+    assert (data / "train.csv").read_text() == "video_000.mp4 0\n"
+    with open_video(data / "video_000.mp4") as video:
+        assert video.num_frames == 12
+    assert KINETICS_LIKE[:2] == (340, 256)  # short side 256, as data_prep resize writes Kinetics

@@ -17,9 +17,9 @@ A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW 
 :class:`stvit_video.engine.trainer.Trainer`. MFU (CUDA only) = 3 x forward FLOPs x clips/s over
 the chip's dense bf16 peak given with ``--peak-tflops``.
 
-``--what loader`` times the trainer's own training loader (decode, clip sampling, uint8
-augmentation, collation; see :mod:`stvit_video.datasets.throughput`) for each decoder backend
-and worker count, on ``--data DIR`` (a folder with ``train.csv``) or on generated videos shaped
+``--what loader`` times, per decoder backend, decoding one clip and one dataset item in this
+process, then the trainer's own training loader (decode, clip sampling, uint8 augmentation,
+collation; see :mod:`stvit_video.datasets.throughput`) for each worker count, on ``--data DIR`` (a folder with ``train.csv``) or on generated videos shaped
 like Kinetics after ``data_prep resize``; ``--feed CLIPS_PER_S`` (a training step's clips/s from
 a model run) adds the workers each backend needs to keep that step fed. It needs the config
 and data dependencies (fvcore, decord / PyAV); the model runs need only torch.
@@ -69,9 +69,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     loader = p.add_argument_group("--what loader")
     loader.add_argument("--cfg", default="kinetics400", help="config whose DATA.* and DATA_LOADER.* are used")
     loader.add_argument("--data", default=None, help="folder with train.csv; default: generated videos")
-    loader.add_argument("--videos", type=int, default=8, help="generated videos (each listed several times)")
+    loader.add_argument("--videos", type=int, default=8, help="videos to generate when --data is not given")
     loader.add_argument("--backends", nargs="+", default=["decord", "pyav"], choices=("decord", "pyav"))
     loader.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="DATA_LOADER.NUM_WORKERS values")
+    loader.add_argument("--decode-clips", type=int, default=20, help="clips timed for decode and item ms/clip")
     loader.add_argument("--feed", type=float, default=None,
                         help="clips/s of a training step: print the workers each backend needs for it")
     loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
@@ -207,15 +208,14 @@ def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
 
     from stvit_video.datasets.throughput import loader_rows, write_benchmark_videos
 
-    batches = max(args.iters, 1)
-    warmup = max(args.warmup, 1)
     with tempfile.TemporaryDirectory(prefix="stvit_loader_bench_") as tmp:
-        data = args.data
-        if data is None:  # list the videos often enough for every worker count's warm-up and timed batches
-            repeats = math.ceil((warmup + batches) * args.batch / args.videos)
-            data = str(write_benchmark_videos(Path(tmp), args.videos, repeats))
+        # one epoch holds the warm-up and the timed batches (plus the workers' prefetch)
+        clips = (max(args.warmup, 1) + max(args.iters, 1) + 2 * max(args.workers)) * args.batch
+        data = args.data or str(write_benchmark_videos(Path(tmp), args.videos,
+                                                       repeats=math.ceil(clips / args.videos)))
         return loader_rows(args.cfg, data, backends=args.backends, workers=args.workers, batch=args.batch,
-                           warmup=warmup, batches=batches, opts=args.opts)
+                           warmup=max(args.warmup, 1), batches=max(args.iters, 1), decode_clips=args.decode_clips,
+                           opts=args.opts)
 
 
 def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -224,11 +224,14 @@ def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) ->
     first = rows[0]
     frames, crop = first["input"][1], first["input"][2]
     lines = [f"loader: {args.cfg} train pipeline, {frames} frames x rate {first['sampling_rate']}, crop {crop}, "
-             f"batch {args.batch}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
+             f"batch {first['batch']}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
              f"batches {first['dtype']} {tuple(first['batch_shape'])}",
-             f"{'backend':<8s} {'workers':>7s} {'clips/s':>9s} {'ms/clip':>9s}"]
+             f"{'backend':<8s} {'decode ms/clip':>14s} {'item ms/clip':>12s} {'workers':>7s} {'clips/s':>9s} "
+             f"{'ms/clip':>9s}"]
     for r in rows:
-        lines.append(f"{r['backend']:<8s} {r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
+        lines.append(f"{r['backend']:<8s} {r['decode_ms_per_clip']:14.1f} {r['item_ms_per_clip']:12.1f} "
+                     f"{r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
+    lines.append("decode: open + decode one clip; item: decode + sampling + augmentation in one thread (one worker)")
     if args.feed:
         for backend in args.backends:
             need = workers_to_feed(rows, backend, args.feed)

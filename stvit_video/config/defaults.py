@@ -264,15 +264,6 @@ _C.MIXUP.PROB = 1.0
 _C.MIXUP.SWITCH_PROB = 0.5
 
 # ---------------------------------------------------------------------------- #
-# Benchmarks
-# ---------------------------------------------------------------------------- #
-_C.BENCHMARK = CfgNode()
-# Timed iterations of a benchmark.
-_C.BENCHMARK.NUM_ITERS = 10
-# Untimed warm-up iterations before timing.
-_C.BENCHMARK.WARMUP_ITERS = 2
-
-# ---------------------------------------------------------------------------- #
 # TensorBoard
 # ---------------------------------------------------------------------------- #
 _C.TENSORBOARD = CfgNode()

@@ -1,89 +1,135 @@
 """How fast the data pipeline delivers training batches: per backend and per worker count.
 
-Used by ``tools/benchmark.py --what loader``. The loader under test is the trainer's own
-(:func:`~stvit_video.datasets.loader.construct_loader` on the ``train`` split of a config),
-so decoding, clip sampling, the uint8 augmentations and collation are all counted; batches
-stay uint8 on the host (normalisation happens on the device, outside the loader).
+Used by ``tools/benchmark.py --what loader``. Per backend, on the same videos:
 
+- decode ms/clip: open a video and decode one random training clip's frames, in this
+  process: the decoder's own cost;
+- item ms/clip: one ``dataset[i]`` of the training set in this process with one torch thread
+  (decode + clip sampling + uint8 augmentation): what one loader worker spends per clip;
+- loader clips/s and ms/clip per worker count: batches of the trainer's own training loader
+  (:func:`~stvit_video.datasets.loader.construct_loader`: workers, decoding, transforms,
+  collation) after untimed warm-up batches, epochs wrapping around. Batches stay uint8 on
+  the host; normalisation happens on the device, outside the loader.
+
+The single-process timings run first, then the loaders one at a time, so no workers compete.
 Without a data folder the benchmark writes its own videos shaped like Kinetics after
 ``data_prep resize`` (short side 256, 10 s at 30 fps, keyframe every 32 frames, a scrolling
 texture so they do not compress to nothing).
 """
 from __future__ import annotations
 
+import gc
+import itertools
 import math
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from fvcore.common.config import CfgNode
+import torch
 
-__all__ = ["KINETICS_LIKE", "loader_rows", "workers_to_feed", "write_benchmark_videos"]
+__all__ = ["KINETICS_LIKE", "loader_rows", "time_decode", "time_items", "workers_to_feed",
+           "write_benchmark_videos"]
 
 # (width, height, frames, fps, gop) of the generated videos: Kinetics after data_prep resize
 KINETICS_LIKE = (340, 256, 300, 30, 32)
 
 
-def write_benchmark_videos(folder: Path, num_videos: int, repeats: int = 1,
-                           size: tuple[int, int, int, int, int] = KINETICS_LIKE) -> Path:
-    """Write ``num_videos`` mp4 files and a ``train.csv`` listing each ``repeats`` times; returns ``folder``."""
+def write_benchmark_videos(folder: Path, num_videos: int, size: tuple[int, int, int, int, int] = KINETICS_LIKE,
+                           repeats: int = 1) -> Path:
+    """Write ``num_videos`` mp4 files and a ``train.csv`` listing each ``repeats`` times; returns ``folder``.
+
+    Repeats make one epoch long enough for the warm-up and timed batches: at an epoch's end the
+    workers' prefetching restarts, which is not what a long Kinetics epoch sees.
+    """
     from stvit_video.datasets.synthetic import VideoSpec, write_video
 
     width, height, frames, fps, gop = size
     folder.mkdir(parents=True, exist_ok=True)
-    names = []
-    for i in range(num_videos):
-        name = f"video_{i:03d}.mp4"
-        if not (folder / name).exists():
-            write_video(folder / name, VideoSpec(width=width, height=height, num_frames=frames, fps=fps, gop=gop,
-                                                 texture=True))
-        names.append(name)
-    lines = [f"{name} 0" for _ in range(repeats) for name in names]
-    (folder / "train.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    names = [f"video_{i:03d}.mp4" for i in range(num_videos)]
+    for name in names:
+        write_video(folder / name, VideoSpec(width=width, height=height, num_frames=frames, fps=fps, gop=gop,
+                                             texture=True))
+    (folder / "train.csv").write_text("".join(f"{name} 0\n" for _ in range(repeats) for name in names),
+                                      encoding="utf-8")
     return folder
 
 
-def _time_loader(cfg: CfgNode, warmup: int, batches: int) -> tuple[float, tuple[int, ...], str]:
-    """Seconds for ``batches`` batches after ``warmup`` untimed ones; the batch shape and dtype."""
-    from stvit_video.datasets.loader import construct_loader, set_loader_epoch
+def time_decode(cfg: Any, backend: str, paths: Sequence[str], clips: int) -> float:
+    """Mean ms to open a video and decode one random training clip's frames, in this process."""
+    from stvit_video.datasets.clip_sampling import ClipSpec, random_clip
+    from stvit_video.datasets.decoder import open_video
+
+    spec = ClipSpec(cfg.DATA.NUM_FRAMES, cfg.DATA.SAMPLING_RATE, cfg.DATA.TARGET_FPS)
+    generator = torch.Generator().manual_seed(0)
+    start = time.perf_counter()
+    for path in itertools.islice(itertools.cycle(paths), clips):
+        with open_video(path, backend) as video:
+            video.get_frames(random_clip(spec, video.num_frames, video.fps, generator).indices)
+    return (time.perf_counter() - start) / clips * 1000
+
+
+def time_items(dataset: Any, clips: int) -> float:
+    """Mean ms of ``dataset[i]`` (decode + sampling + transform) in this process, one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    try:
+        start = time.perf_counter()
+        for i in itertools.islice(itertools.cycle(range(len(dataset))), clips):
+            dataset[i]
+        return (time.perf_counter() - start) / clips * 1000
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _time_loader(cfg: Any, warmup: int, batches: int) -> tuple[float, tuple[int, ...], str]:
+    """Seconds for ``batches`` training batches after ``warmup`` untimed ones; the batch shape and dtype."""
+    from stvit_video.datasets.loader import construct_loader
 
     loader = construct_loader(cfg, "train", num_replicas=1, rank=0)
-    needed = warmup + batches
-    if len(loader) < needed:
-        raise ValueError(f"loader benchmark: the list has {len(loader)} batches of {cfg.TRAIN.BATCH_SIZE} clips, "
-                         f"{needed} are needed (warm-up {warmup} + timed {batches}); list more videos")
-    set_loader_epoch(loader, 0)
-    it = iter(loader)
+    if len(loader) == 0:
+        raise ValueError(f"loader benchmark: the list has fewer videos than a batch of {loader.batch_size}; "
+                         "list more videos or use a smaller --batch")
+    stream = (batch for _ in itertools.count() for batch in loader)  # epochs wrap around
     for _ in range(warmup):  # worker start-up and the first prefetch are not throughput
-        batch = next(it)
+        batch = next(stream)
     start = time.perf_counter()
     for _ in range(batches):
-        batch = next(it)
+        batch = next(stream)
     elapsed = time.perf_counter() - start
-    del it
+    stream.close()  # stop the workers before the next loader starts its own
+    del stream, loader
+    gc.collect()
     return elapsed, tuple(batch.frames.shape), str(batch.frames.dtype).replace("torch.", "")
 
 
-def loader_rows(cfg_name: str, data_dir: str, *, backends: Sequence[str], workers: Sequence[int], batch: int,
-                warmup: int, batches: int, opts: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """One row per (backend, worker count): clips/s of the trainer's loader and ms per clip.
-
-    ``ms_per_clip`` is wall time per clip over the timed batches; with 0 workers (the loader
-    runs in this process) it is the cost of decoding and augmenting one clip, the figure to
-    divide a training step's appetite by.
-    """
+def loader_rows(cfg_name: Optional[str], data_dir: str, *, backends: Sequence[str], workers: Sequence[int],
+                batch: int, warmup: int, batches: int, decode_clips: int = 20,
+                opts: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """One row per (backend, worker count); see the module docstring for the columns."""
     from stvit_video.config import load_config
+    from stvit_video.datasets import build_dataset
 
+    def config(backend: str, num_workers: int):
+        return load_config(cfg_name, [*opts, "DATA.PATH_TO_DATA_DIR", data_dir, "DATA.DECODING_BACKEND", backend,
+                                      "DATA_LOADER.NUM_WORKERS", str(num_workers), "TRAIN.BATCH_SIZE", str(batch),
+                                      "NUM_GPUS", "0", "DATA_LOADER.PIN_MEMORY", "False"])
+
+    single = {}
+    for backend in backends:
+        cfg = config(backend, 0)
+        dataset = build_dataset(cfg, "train")
+        paths = [v.path for v in dataset.videos]
+        time_decode(cfg, backend, paths[:1], 1)  # warm the file cache and the imports
+        single[backend] = (time_decode(cfg, backend, paths, decode_clips), time_items(dataset, decode_clips))
     rows = []
     for backend in backends:
         for num_workers in workers:
-            cfg = load_config(cfg_name, [*opts, "DATA.PATH_TO_DATA_DIR", data_dir, "DATA.DECODING_BACKEND", backend,
-                                         "DATA_LOADER.NUM_WORKERS", str(num_workers), "TRAIN.BATCH_SIZE", str(batch),
-                                         "NUM_GPUS", "0", "DATA_LOADER.PIN_MEMORY", "False"])
+            cfg = config(backend, num_workers)
             elapsed, shape, dtype = _time_loader(cfg, warmup, batches)
-            clips = batch * batches
-            rows.append({"what": "loader", "backend": backend, "workers": num_workers, "batch": batch,
+            clips = shape[0] * batches
+            rows.append({"what": "loader", "backend": backend, "workers": num_workers, "batch": shape[0],
                          "clips_per_s": clips / elapsed, "ms_per_clip": 1000 * elapsed / clips,
+                         "decode_ms_per_clip": single[backend][0], "item_ms_per_clip": single[backend][1],
                          "batch_shape": list(shape), "dtype": dtype,
                          "input": [3, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
                          "sampling_rate": cfg.DATA.SAMPLING_RATE})
@@ -91,12 +137,13 @@ def loader_rows(cfg_name: str, data_dir: str, *, backends: Sequence[str], worker
 
 
 def workers_to_feed(rows: list[dict[str, Any]], backend: str, clips_per_s: float) -> Optional[int]:
-    """Workers of ``backend`` needed to deliver ``clips_per_s`` (a training step's appetite).
+    """Loader workers of ``backend`` needed to deliver ``clips_per_s`` (a training step's appetite).
 
-    One worker delivers what the 0-worker row measured (the same code in one process), so the
-    answer is ``ceil(clips_per_s / that rate)``; None without a 0-worker row.
+    One worker delivers ``1000 / item_ms_per_clip`` clips/s (the item time is measured with one
+    thread, as in a worker), so the answer is ``ceil(clips_per_s * item_ms / 1000)``; None
+    without a row of ``backend``.
     """
-    single = [r for r in rows if r["backend"] == backend and r["workers"] == 0]
-    if not single:
+    mine = [r for r in rows if r["backend"] == backend]
+    if not mine:
         return None
-    return max(1, math.ceil(clips_per_s / single[0]["clips_per_s"]))
+    return max(1, math.ceil(clips_per_s * mine[0]["item_ms_per_clip"] / 1000))
