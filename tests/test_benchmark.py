@@ -60,3 +60,15 @@ def test_loader_benchmark_writes_kinetics_like_videos_when_no_data_is_given(tmp_
     with open_video(data / "video_000.mp4") as video:
         assert video.num_frames == 12
     assert KINETICS_LIKE[:2] == (340, 256)  # short side 256, as data_prep resize writes Kinetics
+
+
+def test_profiled_inference_runs_every_attention_on_a_fused_kernel(tmp_path):
+    # the window attention folds its bias and shift mask into one additive mask for SDPA; a
+    # shape SDPA cannot take would silently fall back to the unfused math kernel
+    out = tmp_path / "bench.json"
+    assert _tool().main(["--what", "inference", "--models", "swin3d_tiny", "stvit_r_swin3d_tiny_spatiotemporal",
+                         "stvit_swin3d_tiny_perframe", "--frames", "4", "--crop", "64", "--iters", "1",
+                         "--warmup", "0", "--threads", "1", "--profile-attention", "--json", str(out)]) == 0
+    for row in json.loads(out.read_text()):
+        kernels = row["attention_kernels"]
+        assert sum(kernels.values()) >= 12 and "math" not in kernels, (row["config"], kernels)

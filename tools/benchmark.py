@@ -12,6 +12,7 @@ reference when the input is the variant's own, else n/a. The first model is the 
     python tools/benchmark.py --what train --batch 2 --frames 16
     python tools/benchmark.py --what train --device cuda --dtype bf16 --batch 8 --json bench.json
     python tools/benchmark.py --models swin3d_small stvit_r_swin3d_small_perframe --iters 5
+    python tools/benchmark.py --what train --device cuda --dtype bf16 --profile-attention   # which SDPA kernels
 
 A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW step, as in
 :class:`stvit_video.engine.trainer.Trainer`. MFU (CUDA only) = 3 x forward FLOPs x clips/s over
@@ -66,6 +67,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU for MFU (e.g. 989 for an H100 SXM)")
     p.add_argument("--json", default=None, help="also write the rows as a JSON list here")
+    p.add_argument("--profile-attention", action="store_true",
+                   help="after timing, profile one step per model and list the attention kernels it ran "
+                        "(math = the unfused fallback)")
     loader = p.add_argument_group("--what loader")
     loader.add_argument("--cfg", default="kinetics400", help="config whose DATA.* and DATA_LOADER.* are used")
     loader.add_argument("--data", default=None, help="folder with train.csv; default: generated videos")
@@ -148,6 +152,32 @@ class _Runner:
         self.times.append(time.perf_counter() - start)
 
 
+# SDPA kernels by the profiler's op name: what a step's attention actually ran on
+ATTENTION_KERNELS = {
+    "aten::_scaled_dot_product_flash_attention": "flash",
+    "aten::_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "aten::_scaled_dot_product_efficient_attention": "memory-efficient",
+    "aten::_scaled_dot_product_cudnn_attention": "cuDNN",
+    "aten::_scaled_dot_product_attention_math": "math",
+}
+
+
+def attention_kernels(runner: "_Runner") -> dict[str, int]:
+    """Calls of each SDPA kernel in one step of ``runner`` (forward, and backward when training)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if runner.device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        runner.step()
+        _sync(runner.device)
+    counts: dict[str, int] = {}
+    for event in prof.key_averages():
+        kind = ATTENTION_KERNELS.get(event.key)
+        if kind is not None:
+            counts[kind] = counts.get(kind, 0) + event.count
+    return counts
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark ``args.models``; returns one row per model (see the module docstring)."""
     torch.set_num_threads(args.threads)
@@ -176,7 +206,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "device": str(device), "dtype": args.dtype, "act_checkpoint": args.act_checkpoint,
             "compile": args.compile,
         }
-        if args.peak_tflops and r.gflops:
+        if args.profile_attention:
+            row["attention_kernels"] = attention_kernels(r)
+        if args.peak_tflops and r.gflops and device.type == "cuda":
             factor = 3 if args.what == "train" else 1  # forward + backward = 3 x forward FLOPs
             row["mfu"] = factor * r.gflops * 1e9 * speed / (args.peak_tflops * 1e12)
         rows.append(row)
@@ -190,14 +222,19 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
              f"median of {args.iters} round-robin iterations after {args.warmup} warm-up"
              + (", activation checkpointing" if args.act_checkpoint else "") + (", torch.compile" if args.compile else ""),
              f"{'model':<36s} {'params':>8s} {'GFLOPs':>8s} {'clips/s':>9s} {'ms/iter':>9s} {'peak MB':>8s} "
-             f"{'FLOPs ratio':>11s} {'speed-up':>8s}" + ("   MFU" if args.peak_tflops else "")]
+             f"{'FLOPs ratio':>11s} {'speed-up':>8s}" + ("   MFU" if args.peak_tflops and device.type == "cuda" else "")]
     for r in rows:
         fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
         lines.append(f"{r['config']:<36s} {r['params_m']:7.2f}M {fmt(r['gflops'], '8.2f'):>8s} "
                      f"{r['clips_per_s']:9.3f} {r['ms_per_iter']:9.1f} {fmt(r['peak_mem_mb'], '8.0f'):>8s} "
                      f"{fmt(r['flops_ratio'], '11.3f'):>11s} {r['speedup']:7.2f}x"
                      + (f" {100 * r['mfu']:5.1f}%" if r.get("mfu") is not None else ""))
-    lines.append("GFLOPs per clip: fvcore, 1 multiply-add = 1 FLOP, attention counted; softmax/GELU not counted")
+    lines.append("GFLOPs per clip: fvcore (else the registry's reference), 1 multiply-add = 1 FLOP, attention "
+                 "counted; softmax/GELU not counted")
+    for r in rows:
+        if "attention_kernels" in r:
+            kernels = ", ".join(f"{k} x{n}" for k, n in sorted(r["attention_kernels"].items())) or "none"
+            lines.append(f"attention kernels, {r['config']}: {kernels}")
     return "\n".join(lines)
 
 
