@@ -257,7 +257,10 @@ class WindowAttention3D(nn.Module):
             index = relative_position_index(tuple(window), self.window_size).to(
                 self.relative_position_bias_table.device)
         N = index.shape[0]
-        return self.relative_position_bias_table[index.reshape(-1)].view(N, N, -1).permute(2, 0, 1)
+        # contiguous (heads, N, N): adding the shift mask then yields a contiguous (nW, heads, N, N)
+        # that reshapes for SDPA without a copy (a permuted view made the add write a permuted
+        # layout, and the reshape copied the nW * heads * N^2 mask once more)
+        return self.relative_position_bias_table[index.reshape(-1)].view(N, N, -1).permute(2, 0, 1).contiguous()
 
     def forward(self, x: torch.Tensor, window: Size3, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """
