@@ -78,6 +78,10 @@ class DeviceTransform:
             self._eraser(x.device)(x.view(b, c * t, h, w))
         return x
 
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scale, shift), float32 (1, C, 1, 1, 1) on the CPU: normalised = uint8 frames * scale + shift."""
+        return self._scale.clone(), self._shift.clone()
+
     def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._constants:
             self._constants[device] = (self._scale.to(device), self._shift.to(device))

@@ -21,9 +21,9 @@ import simplejson
 import torch
 from torch import nn
 
+from stvit_video.datasets.device_transforms import DeviceTransform
 from stvit_video.engine import checkpoint as ckpt
-from stvit_video.models.build import build_model_from_arch
-from stvit_video.utils.errors import CheckpointError
+from stvit_video.engine.model_setup import build_checkpoint_model
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ class NormalizedClassifier(nn.Module):
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.model = model
-        std_t = torch.tensor(std, dtype=torch.float64)
-        # (x / 255 - mean) / std as one multiply-add, like the training pipeline's DeviceTransform
-        self.register_buffer("scale", (1.0 / (255.0 * std_t)).float().view(1, -1, 1, 1, 1))
-        self.register_buffer("shift", (-torch.tensor(mean, dtype=torch.float64) / std_t).float().view(1, -1, 1, 1, 1))
+        # the training pipeline's own constants: (x / 255 - mean) / std as one multiply-add
+        scale, shift = DeviceTransform(mean, std).affine()
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         return self.model(frames.float() * self.scale + self.shift)
@@ -66,11 +66,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, tolerance: flo
         RuntimeError: the exported program differs from the eager model by more than ``tolerance``.
     """
     loaded = ckpt.load_for_inference(checkpoint)
-    model = build_model_from_arch(loaded.arch)
-    try:
-        model.load_state_dict(loaded.state_dict, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"export: {checkpoint} does not fit its own architecture: {e}") from e
+    model = build_checkpoint_model(loaded, "export")
     transform = loaded.test_transform
     wrapped = NormalizedClassifier(model, transform["mean"], transform["std"]).eval()
     shape = (2, 3, int(transform["num_frames"]), int(transform["crop"]), int(transform["crop"]))

@@ -6,8 +6,11 @@ from typing import Any
 
 from torch import nn
 
+from stvit_video.engine.checkpoint import InferenceCheckpoint
 from stvit_video.models import build_model
+from stvit_video.models.build import build_model_from_arch
 from stvit_video.models.weights import load_pretrained
+from stvit_video.utils.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
@@ -30,4 +33,22 @@ def build_initialised_model(cfg: Any) -> nn.Module:
         logger.info("initialising %s from %s (%s)", cfg.MODEL.ARCH, path, fmt)
         load_pretrained(model, path, fmt=fmt, reinit_head=cfg.TRAIN.CHECKPOINT_REINIT_HEAD or fmt in IMAGENET_FORMATS,
                         log=logger)
+    return model
+
+
+def build_checkpoint_model(loaded: InferenceCheckpoint, who: str) -> nn.Module:
+    """The model of one of our checkpoints: its stored architecture with its weights, strictly.
+
+    Args:
+        loaded: from :func:`stvit_video.engine.checkpoint.load_for_inference`.
+        who: the caller, for the message ("test", "predict", ...).
+
+    Raises:
+        CheckpointError: the weights do not fit the stored architecture.
+    """
+    model = build_model_from_arch(loaded.arch)
+    try:
+        model.load_state_dict(loaded.state_dict, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{who}: {loaded.path} does not fit its own architecture: {e}") from e
     return model

@@ -22,10 +22,10 @@ from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.kinetics import clip_dataset
 from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
-from stvit_video.engine.testing import run_views, stored_transform_keys
-from stvit_video.models.build import build_model_from_arch
+from stvit_video.engine.model_setup import build_checkpoint_model
+from stvit_video.engine.testing import ENSEMBLE_METHODS, assemble_views, run_views, stored_transform_keys
 from stvit_video.report.metrics import aggregate
-from stvit_video.utils.errors import CheckpointError, DataError
+from stvit_video.utils.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +118,8 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
         CheckpointError: the checkpoint cannot be read or does not fit its architecture.
         DataError: a video file does not exist.
     """
-    if ensemble not in ("sum", "max"):
-        raise ValueError(f"predict: ensemble {ensemble!r}: use sum or max")
+    if ensemble not in ENSEMBLE_METHODS:
+        raise ValueError(f"predict: ensemble {ensemble!r}: use one of {', '.join(ENSEMBLE_METHODS)}")
     paths = [Path(v) for v in videos]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -128,11 +128,7 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
         return []
     loaded = ckpt.load_for_inference(checkpoint)
     cfg = _config(loaded, clips=clips, crops=crops, ensemble=ensemble, backend=backend, batch_size=batch_size)
-    model = build_model_from_arch(loaded.arch)
-    try:
-        model.load_state_dict(loaded.state_dict, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"predict: {checkpoint} does not fit its own architecture: {e}") from e
+    model = build_checkpoint_model(loaded, "predict")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
     model.to(dev)
@@ -148,10 +144,7 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
     out = run_views(model, loader, device=dev, device_transform=build_device_transform(cfg),
                     amp=torch.bfloat16 if dev.type == "cuda" else None, max_views_per_batch=0,
                     num_classes=num_classes)
-    logits = np.zeros((len(paths), views, num_classes), dtype=np.float32)
-    valid = np.zeros((len(paths), views), dtype=bool)
-    logits[out.video_index, out.view_index] = out.logits
-    valid[out.video_index, out.view_index] = ~out.failed
+    logits, valid = assemble_views([out], len(paths), views, num_classes)
     scores, has_view = aggregate(logits, valid, ensemble)
     results = []
     for i, path in enumerate(paths):

@@ -33,17 +33,18 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stvit_video import __version__
-from stvit_video.datasets import BadVideoCounter, build_dataset, construct_loader
+from stvit_video.datasets import build_dataset, construct_loader
 from stvit_video.datasets.device_transforms import build_device_transform
 from stvit_video.datasets.video_list import full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.distributed import DistContext
-from stvit_video.engine.training import amp_dtype, checkpoint_dir, test_transform_of
-from stvit_video.models import build_model, build_model_from_arch, model_arch
+from stvit_video.engine.model_setup import build_checkpoint_model
+from stvit_video.engine.training import amp_dtype, checkpoint_dir
+from stvit_video.models import build_model, model_arch
 from stvit_video.models.weights import load_pretrained
 from stvit_video.report import TestResults, build_report, headline_metrics, summary_text
-from stvit_video.utils.errors import CheckpointError, ConfigError, DataError
+from stvit_video.utils.errors import CheckpointError, DataError
 from stvit_video.utils.flops import count_flops, count_parameters
 
 __all__ = ["ENSEMBLE_METHODS", "FAILED_VIEW_POLICIES", "ViewLogits", "run_views", "select_checkpoint", "test"]
@@ -152,11 +153,7 @@ def _load_model(cfg: CfgNode, path: Optional[Path]) -> tuple[nn.Module, CfgNode,
         logger.warning("test: the config asks for %s%s, %s holds %s; testing the checkpoint's model",
                        wanted["name"], f" ({', '.join(differences)}: config vs checkpoint)" if differences else "",
                        path, loaded.arch["name"])
-    model = build_model_from_arch(loaded.arch)
-    try:
-        model.load_state_dict(loaded.state_dict, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"test: {path} does not fit its own architecture: {e}") from e
+    model = build_checkpoint_model(loaded, "test")
     cfg = _with_stored_transform(cfg, loaded.test_transform, path)
     num_classes = loaded.arch["kwargs"].get("num_classes")
     if num_classes != cfg.MODEL.NUM_CLASSES:
@@ -206,7 +203,7 @@ def run_views(model: nn.Module, loader: Any, *, device: torch.device, device_tra
                       np.concatenate(parts["logits"]), np.concatenate(parts["failed"]), failures)
 
 
-def _assemble(parts: list[ViewLogits], num_videos: int, views: int, num_classes: int) -> tuple[np.ndarray, ...]:
+def assemble_views(parts: list[ViewLogits], num_videos: int, views: int, num_classes: int) -> tuple[np.ndarray, ...]:
     """Gathered shards -> (N, V, K) logits and (N, V) valid; every pair exactly once."""
     logits = np.zeros((num_videos, views, num_classes), dtype=np.float32)
     seen = np.zeros((num_videos, views), dtype=np.int64)
@@ -277,7 +274,7 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
         shuffled_parts = dist_utils.all_gather_object(run_views(model, loader, frame_permutation=permutation, **run))
     if not ctx.is_main:
         return {}
-    logits, valid = _assemble(parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
+    logits, valid = assemble_views(parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
     failures = {k: v for p in parts for k, v in p.failures.items()}
     if failures and cfg.TEST.FAILED_VIEW_POLICY == "error":
         first = sorted(failures)[:5]
@@ -303,7 +300,7 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
                           num_clips=cfg.TEST.NUM_ENSEMBLE_VIEWS, num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
                           ensemble=cfg.TEST.ENSEMBLE_METHOD, failures=failures, meta=meta)
     if shuffled_parts is not None:
-        s_logits, s_valid = _assemble(shuffled_parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
+        s_logits, s_valid = assemble_views(shuffled_parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
         shuffled = TestResults(logits=s_logits, valid=s_valid, labels=labels, paths=paths,
                                class_names=list(class_names), num_clips=results.num_clips,
                                num_crops=results.num_crops, ensemble=results.ensemble)

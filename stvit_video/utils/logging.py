@@ -9,7 +9,7 @@ _FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
 _DATE = "%m/%d %H:%M:%S"
 
 
-class _StdoutHandler(logging.StreamHandler):
+class _ConsoleHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at the time of each record (it
     may be replaced, e.g. by a test harness or a notebook, after logging was set up)."""
 
@@ -44,7 +44,7 @@ def setup_logging(output_dir: str | Path | None = None, rank: int = 0, *, to_std
         logger.removeHandler(handler)
         handler.close()
     formatter = logging.Formatter(_FORMAT, datefmt=_DATE)
-    console = _StdoutHandler(to_stderr)
+    console = _ConsoleHandler(to_stderr)
     console.setFormatter(formatter)
     logger.addHandler(console)
     if output_dir is not None and rank == 0:
