@@ -110,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     results = launch_job(cfg)
     test = results.get("test")
     if test:
-        print(f"top-1 {test['top1']:.2f}%  top-5 {test['top5']:.2f}%  (1 view: {test['one_view_top1']:.2f}%)  "
+        shuffled = test.get("extra_results", {}).get("temporally shuffled clips")
+        extra = f"  temporally shuffled: {shuffled['top1']:.2f}%" if shuffled else ""
+        print(f"top-1 {test['top1']:.2f}%  top-5 {test['top5']:.2f}%  (1 view: {test['one_view_top1']:.2f}%){extra}  "
               f"report: {test['report']}")
     return 0
 

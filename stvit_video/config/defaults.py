@@ -74,6 +74,9 @@ _C.TEST.SAVE_RESULTS_PATH = ""
 # Also test every view with its frames in a fixed random order and report that accuracy:
 # the gap shows how much the model relies on motion.
 _C.TEST.TEMPORAL_SHUFFLE_CHECK = False
+# Other runs' report.json files shown beside this one in the report (e.g. the Swin baseline of
+# an STViT run); a missing one is left out with a warning.
+_C.TEST.COMPARE_WITH = []
 # Clips per video, spaced uniformly from the first to the last frame.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 4
 # Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side.
@@ -110,6 +113,9 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 _C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
 # Aspect-ratio range [min, max] of the random resized crop.
 _C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.75, 1.3333]
+# Horizontal flip (p = 0.5) in training; False for classes a mirror image changes
+# ("moving left", "rotating clockwise": Something-Something, the built-in mini-Kinetics).
+_C.DATA.RANDOM_FLIP = True
 # Side of the square training crop.
 _C.DATA.TRAIN_CROP_SIZE = 224
 # Side of the square test crop (the short side is scaled to it first).
@@ -162,10 +168,15 @@ _C.SWIN.EMBED_DIM = None
 _C.SWIN.DEPTHS = None
 # Attention heads per stage (None = the variant's).
 _C.SWIN.NUM_HEADS = None
-# Patch size (T, H, W) of the 3D patch embedding.
-_C.SWIN.PATCH_SIZE = [2, 4, 4]
-# Attention window (T, H, W); clamped to the feature size.
-_C.SWIN.WINDOW_SIZE = [8, 7, 7]
+# Patch size (T, H, W) of the 3D patch embedding (None = the variant's: [2, 4, 4] for Video Swin).
+_C.SWIN.PATCH_SIZE = None
+# Attention window (T, H, W); clamped to the feature size (None = the variant's: [8, 7, 7]).
+_C.SWIN.WINDOW_SIZE = None
+# Convolutional stem widths replacing the linear patch embedding, one 3x3x3 conv each
+# (None = the variant's; [] = the official patch embedding).
+_C.SWIN.STEM_CHANNELS = None
+# Linear-layer initialisation: "swin" (trunc-normal 0.02, official) or "pytorch" (None = the variant's).
+_C.SWIN.WEIGHT_INIT = None
 # Hidden width of the MLPs relative to the channels.
 _C.SWIN.MLP_RATIO = 4.0
 # Stochastic depth rate of the last block (linear from 0).

@@ -260,7 +260,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList) -> VideoClipDatase
             crop_size=data.TRAIN_CROP_SIZE, jitter_scales=data.TRAIN_JITTER_SCALES,
             relative_scales=data.TRAIN_JITTER_SCALES_RELATIVE,
             relative_aspect=data.TRAIN_JITTER_ASPECT_RELATIVE,
-            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "")
+            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "", flip=data.RANDOM_FLIP)
         num_samples, crop = cfg.AUG.NUM_SAMPLE, data.TRAIN_CROP_SIZE
     elif split == "val":
         sampler = functools.partial(_val_clip, spec)

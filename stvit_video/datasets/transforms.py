@@ -188,8 +188,10 @@ class TrainTransform:
     """uint8 (T, H, W, C) frames -> ``num_views`` augmented uint8 (C, T, crop, crop) clips."""
 
     def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], relative_scales: Sequence[float] = (),
-                 relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "") -> None:
+                 relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "",
+                 flip: bool = True) -> None:
         self.crop_size = crop_size
+        self.flip = flip
         self.jitter_scales = tuple(jitter_scales)
         self.relative_scales = tuple(relative_scales)
         self.relative_aspect = tuple(relative_aspect)
@@ -207,7 +209,8 @@ class TrainTransform:
             x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect)
         else:
             x = random_crop(random_short_side_scale(x, *self.jitter_scales), self.crop_size)
-        x = horizontal_flip(x)
+        if self.flip:
+            x = horizontal_flip(x)
         if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment
             x = self._rand_augment(x)
         return x
@@ -215,7 +218,7 @@ class TrainTransform:
     def __repr__(self) -> str:
         spatial = (f"random_resized_crop(scale={self.relative_scales}, aspect={self.relative_aspect})"
                    if self.relative_scales else f"short_side in {list(self.jitter_scales)}, random_crop")
-        return (f"TrainTransform(crop={self.crop_size}, {spatial}, flip=0.5, "
+        return (f"TrainTransform(crop={self.crop_size}, {spatial}, flip={0.5 if self.flip else 0.0}, "
                 f"rand_augment={self.rand_augment_spec!r}, uint8 out)")
 
 

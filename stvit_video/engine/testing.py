@@ -44,6 +44,7 @@ from stvit_video.engine.training import amp_dtype, checkpoint_dir
 from stvit_video.models import build_model, model_arch
 from stvit_video.models.weights import load_pretrained
 from stvit_video.report import TestResults, build_report, headline_metrics, summary_text
+from stvit_video.report.compare import comparison_rows
 from stvit_video.utils.errors import CheckpointError, DataError
 from stvit_video.utils.flops import count_flops, count_parameters
 
@@ -310,6 +311,13 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
                                   f"{headline_metrics(results)['top1'] - top1:.1f} points below the ordered clips "
                                   "shows how much the model relies on motion"}}
         results = TestResults(**{**results.__dict__, "meta": meta})
+    if cfg.TEST.COMPARE_WITH:
+        others, skipped = comparison_rows(cfg.TEST.COMPARE_WITH, meta["model"].get("gflops_per_view"))
+        for reason in skipped:
+            logger.warning("TEST.COMPARE_WITH: %s; not in this report", reason)
+        if others:
+            meta["extra_results"] = {**meta.get("extra_results", {}), **others}
+            results = TestResults(**{**results.__dict__, "meta": meta})
     out = Path(cfg.OUTPUT_DIR) / "eval"
     save_path = Path(cfg.TEST.SAVE_RESULTS_PATH) if cfg.TEST.SAVE_RESULTS_PATH else out / "results.npz"
     results.save(save_path)

@@ -19,6 +19,7 @@ Key -> argument (the key's last part in lower case, except where this table says
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 from torch import nn
@@ -38,12 +39,13 @@ ARG_KEYS: dict[str, str] = {
     "img_size": "DATA.TRAIN_CROP_SIZE",
     **{name: f"SWIN.{name.upper()}" for name in (
         "embed_dim", "depths", "num_heads", "patch_size", "window_size", "mlp_ratio", "qkv_bias",
-        "patch_norm", "drop_rate", "attn_drop_rate", "drop_path_rate")},
+        "patch_norm", "drop_rate", "attn_drop_rate", "drop_path_rate", "stem_channels", "weight_init")},
 }
 # STViTConfig field -> config key
 STVIT_KEYS: dict[str, str] = {f.name: f"STVIT.{f.name.upper()}" for f in dataclasses.fields(STViTConfig)}
 # arguments a variant may fix: their keys default to None (= keep the variant's value)
-_VARIANT_ARGS = ("embed_dim", "depths", "num_heads")
+_VARIANT_ARGS = ("embed_dim", "depths", "num_heads", "patch_size", "window_size", "stem_channels", "weight_init")
+_DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D).parameters.items()}
 
 
 def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
@@ -79,6 +81,8 @@ def model_arch(cfg: Any) -> dict[str, Any]:
         value = _key_value(cfg, key)
         if value is not None or arg not in _VARIANT_ARGS:
             kwargs[arg] = value
+        elif arg not in kwargs:
+            kwargs[arg] = _DEFAULTS[arg]
     stvit_set = {f: v for f, k in STVIT_KEYS.items() if (v := _key_value(cfg, k)) is not None}
     if variant.stvit is None and stvit_set:
         keys = ", ".join(STVIT_KEYS[f] for f in stvit_set)
@@ -108,7 +112,8 @@ def check_model_config(cfg: Any) -> None:
     arch = model_arch(cfg)
     kwargs = arch["kwargs"]
     try:
-        check_swin_args(**{a: kwargs[a] for a in ("embed_dim", "depths", "num_heads", "patch_size", "window_size")})
+        check_swin_args(**{a: kwargs[a] for a in ("embed_dim", "depths", "num_heads", "patch_size", "window_size",
+                                                  "stem_channels", "weight_init")})
         if kwargs["stvit"] is not None:
             STViTConfig(**kwargs["stvit"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
     except InvalidArgument as e:

@@ -133,3 +133,27 @@ _register("stvit_r_swin3d_small_perframe", "small", "STViT-R Swin-S, per-frame s
           101.59, stvit=dataclasses.replace(_PERFRAME, num_units=3))
 _register("stvit_r_swin3d_base_perframe", "base", "STViT-R Swin-B, per-frame semantic tokens, 3 units",
           173.18, stvit=dataclasses.replace(_PERFRAME, num_units=3))
+
+
+
+# --- Demo variants (configs/demo, ``run_net.py --cfg demo``): trained from scratch on the built-in
+# mini-Kinetics on 2 CPU cores in a few minutes. Video Swin's official recipe (linear patch
+# embedding, trunc-normal init) barely moves off chance in that budget; a 3-layer convolutional
+# stem to (2, 8, 8) patches and PyTorch's default init train to > 90% (see configs/demo). At
+# 8 x 56 x 56 the one stage sees 4 x 7 x 7 tokens, a single 7 x 7 window per slice, whose
+# 49 tokens the semantic-token unit replaces by 9 (s = 3).
+_DEMO = dict(embed_dim=96, depths=(6,), num_heads=(3,), patch_size=(2, 8, 8), stem_channels=(16, 32, 64),
+             weight_init="pytorch")
+_DEMO_INPUT = (3, 8, 56, 56)
+register_variant(ModelVariant(
+    name="swin3d_demo", description="Video Swin demo size (conv stem, one stage of 6 blocks), for the CPU demo",
+    kwargs=dict(_DEMO), input_size=_DEMO_INPUT, gflops=0.2069))
+register_variant(ModelVariant(
+    name="stvit_r_swin3d_demo_perframe",
+    description="STViT-R demo size, per-frame semantic tokens (1 unit), for the CPU demo",
+    kwargs=dict(_DEMO, stvit=dataclasses.replace(_PERFRAME, stage=0)), input_size=_DEMO_INPUT, gflops=0.1044))
+register_variant(ModelVariant(
+    name="stvit_swin3d_demo_perframe",
+    description="plain STViT demo size, per-frame, ends on the semantic grid, for the CPU demo",
+    kwargs=dict(_DEMO, stvit=dataclasses.replace(_PERFRAME, stage=0, recovery=False)), input_size=_DEMO_INPUT,
+    gflops=0.0892))

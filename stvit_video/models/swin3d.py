@@ -43,7 +43,13 @@ from stvit_video.utils.errors import InvalidArgument
 if TYPE_CHECKING:  # stvit.py imports this module; the model only calls the config it is given
     from stvit_video.models.stvit import STViTConfig
 
+# Linear-layer initialisations: "swin" = the official trunc-normal(std 0.02), zero bias;
+# "pytorch" = PyTorch's default (Kaiming-uniform), which trains the small from-scratch demo
+# models several times faster on CPU (the CPU demo's note in configs/demo).
+WEIGHT_INITS = ("swin", "pytorch")
+
 __all__ = [
+    "WEIGHT_INITS",
     "SwinTransformer3D",
     "SwinTransformerBlock3D",
     "SwinStage3D",
@@ -191,17 +197,38 @@ def relative_position_index(window: Size3, table_window: Size3) -> torch.Tensor:
 # Layers
 # ----------------------------------------------------------------------------------------- #
 class PatchEmbed3D(nn.Module):
-    """Non-overlapping 3D patches -> tokens, then LayerNorm.
+    """3D patches -> tokens, then LayerNorm.
 
     (B, C_in, T, H, W) -> (B, C, ceil(T/pt), ceil(H/ph), ceil(W/pw)); inputs that are not
     multiples of the patch are zero-padded at the end, as in the official model.
+
+    ``stem_channels`` empty: one linear projection of non-overlapping patches (Video Swin).
+    Otherwise a convolutional stem (Xiao et al., "Early Convolutions Help Transformers See
+    Better", NeurIPS 2021): one 3x3x3 conv + BatchNorm + ReLU per entry, each halving H and
+    W; T is halved log2(pt) times right after the first layer, which sees every frame (motion
+    between neighbouring frames; halving T later trained the demo model markedly slower);
+    then a 1x1x1 projection to ``embed_dim``. It overlaps patches and adds nonlinearity before the first
+    attention, which a transformer trained from scratch on little data needs to pick up
+    motion quickly (the CPU demo); it does not load official Video Swin weights.
     """
 
     def __init__(self, *, patch_size: Size3 = (2, 4, 4), in_chans: int = 3, embed_dim: int = 96,
-                 patch_norm: bool = True) -> None:
+                 patch_norm: bool = True, stem_channels: Sequence[int] = ()) -> None:
         super().__init__()
         self.patch_size = tuple(patch_size)
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        if stem_channels:
+            layers: list[nn.Module] = []
+            channels, halvings = in_chans, int(math.log2(self.patch_size[0]))
+            first = min(1, len(stem_channels) - halvings)  # the first layer sees every frame when it can
+            for i, width in enumerate(stem_channels):
+                stride_t = 2 if first <= i < first + halvings else 1
+                layers += [nn.Conv3d(channels, width, kernel_size=3, stride=(stride_t, 2, 2), padding=1, bias=False),
+                           nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+                channels = width
+            layers.append(nn.Conv3d(channels, embed_dim, kernel_size=1))
+            self.proj = nn.Sequential(*layers)
+        else:
+            self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -438,7 +465,7 @@ class I3DHead(nn.Module):
     """
 
     def __init__(self, *, in_features: int, num_classes: int, dropout: float = 0.5,
-                 init_std: float = 0.01) -> None:
+                 init_std: Optional[float] = 0.01) -> None:
         super().__init__()
         self.in_features = in_features
         self.num_classes = num_classes
@@ -448,7 +475,12 @@ class I3DHead(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Normal(0, ``init_std``) weights and zero bias (mmaction's I3D head); ``init_std``
+        None: PyTorch's default ``nn.Linear`` initialisation."""
         if isinstance(self.fc, nn.Linear):
+            if self.init_std is None:
+                self.fc.reset_parameters()
+                return
             nn.init.normal_(self.fc.weight, std=self.init_std)
             nn.init.zeros_(self.fc.bias)
 
@@ -463,7 +495,8 @@ class I3DHead(nn.Module):
 # Model
 # ----------------------------------------------------------------------------------------- #
 def check_swin_args(*, embed_dim: int, depths: Sequence[int], num_heads: Sequence[int],
-                    patch_size: Sequence[int], window_size: Sequence[int]) -> None:
+                    patch_size: Sequence[int], window_size: Sequence[int], stem_channels: Sequence[int] = (),
+                    weight_init: str = "swin") -> None:
     """Validate the shape arguments of :class:`SwinTransformer3D` without building it.
 
     Raises:
@@ -486,6 +519,16 @@ def check_swin_args(*, embed_dim: int, depths: Sequence[int], num_heads: Sequenc
     for arg, value in (("patch_size", tuple(patch_size)), ("window_size", tuple(window_size))):
         if len(value) != 3 or not all(isinstance(v, int) and v >= 1 for v in value):
             raise bad(arg, value, "must be three integers >= 1 (T, H, W)")
+    stem_channels, (pt, ph, pw) = tuple(stem_channels), tuple(patch_size)
+    if stem_channels:
+        if not all(isinstance(c, int) and c >= 1 for c in stem_channels):
+            raise bad("stem_channels", stem_channels, "must be integers >= 1 (one conv layer each)")
+        n = len(stem_channels)
+        if ph != 2**n or pw != 2**n or pt & (pt - 1) or pt > 2**n:
+            raise bad("patch_size", tuple(patch_size), f"with {n} stem layers (stem_channels {stem_channels}) "
+                      f"must be (T, {2**n}, {2**n}) with T a power of two <= {2**n}: each layer halves H and W")
+    if weight_init not in WEIGHT_INITS:
+        raise bad("weight_init", weight_init, f"must be one of {', '.join(WEIGHT_INITS)}")
 
 
 class SwinTransformer3D(nn.Module):
@@ -511,6 +554,9 @@ class SwinTransformer3D(nn.Module):
             ``stvit.stage``, which it builds; None = plain Video Swin.
         img_size: training crop side; sizes what the STViT stage learns per position (its
             global centres); any other crop works at run time.
+        stem_channels: widths of a convolutional stem replacing the linear patch embedding
+            (see :class:`PatchEmbed3D`); empty = the official patch embedding.
+        weight_init: initialisation of the linear layers, one of :data:`WEIGHT_INITS`.
     """
 
     def __init__(self, *, num_classes: int = 400, in_chans: int = 3, patch_size: Size3 = (2, 4, 4),
@@ -519,10 +565,10 @@ class SwinTransformer3D(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_norm: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  head_dropout: float = 0.5, stvit: Optional["STViTConfig"] = None,
-                 img_size: int = 224) -> None:
+                 img_size: int = 224, stem_channels: Sequence[int] = (), weight_init: str = "swin") -> None:
         super().__init__()
         check_swin_args(embed_dim=embed_dim, depths=depths, num_heads=num_heads, patch_size=patch_size,
-                        window_size=window_size)
+                        window_size=window_size, stem_channels=stem_channels, weight_init=weight_init)
         if stvit is not None:
             stvit.check_fits(depths=tuple(depths), window_size=tuple(window_size))
         self.num_classes = num_classes
@@ -535,7 +581,7 @@ class SwinTransformer3D(nn.Module):
         self.grad_checkpointing = False
 
         self.patch_embed = PatchEmbed3D(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
-                                        patch_norm=patch_norm)
+                                        patch_norm=patch_norm, stem_channels=stem_channels)
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         side = math.ceil(img_size / patch_size[1])  # feature side at the training crop, per stage
@@ -551,9 +597,16 @@ class SwinTransformer3D(nn.Module):
                 self.layers.append(SwinStage3D(spec))
             side = math.ceil(side / 2)
         self.norm = nn.LayerNorm(self.num_features)
-        self.head = I3DHead(in_features=self.num_features, num_classes=num_classes, dropout=head_dropout)
-        self.apply(self._init_weights)
+        self.weight_init = weight_init
+        self.head = I3DHead(in_features=self.num_features, num_classes=num_classes, dropout=head_dropout,
+                            init_std=self._head_init_std)
+        if weight_init == "swin":
+            self.apply(self._init_weights)
         self.head.reset_parameters()
+
+    @property
+    def _head_init_std(self) -> Optional[float]:
+        return 0.01 if self.weight_init == "swin" else None  # "pytorch": nn.Linear's default
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -600,7 +653,8 @@ class SwinTransformer3D(nn.Module):
         dropout = self.head.dropout.p if head_dropout is None else head_dropout
         self.num_classes = num_classes
         device = self.norm.weight.device
-        self.head = I3DHead(in_features=self.num_features, num_classes=num_classes, dropout=dropout).to(device)
+        self.head = I3DHead(in_features=self.num_features, num_classes=num_classes, dropout=dropout,
+                            init_std=self._head_init_std).to(device)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C_in, T, H, W) -> normalised last-stage features (B, num_features, T', H', W')."""

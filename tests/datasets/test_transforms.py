@@ -166,3 +166,13 @@ def test_video_mixup_mixup_only_and_errors():
     with pytest.raises(ValueError, match="even batch"):
         VideoMixup(mixup_alpha=0.8, cutmix_alpha=0.0, prob=1.0, switch_prob=0.5, label_smoothing=0.0,
                    num_classes=2)(torch.rand(3, 3, 2, 8, 8), torch.tensor([0, 1, 0]))
+
+
+def test_train_transform_without_flip_never_mirrors():
+    torch.manual_seed(0)
+    frames = _frames(2, 32, 32)
+    flipping, keeping = (TrainTransform(crop_size=32, jitter_scales=(32, 32), flip=f) for f in (True, False))
+    assert all(torch.equal(keeping(frames)[0], frames.permute(3, 0, 1, 2)) for _ in range(20))
+    assert "flip=0.0" in repr(keeping) and "flip=0.5" in repr(flipping)
+    mirrored = sum(torch.equal(flipping(frames)[0], frames.permute(3, 0, 1, 2).flip(-1)) for _ in range(40))
+    assert 8 <= mirrored <= 32

@@ -57,4 +57,5 @@ def test_stvit_fields_for_a_plain_swin_and_unknown_names_are_errors():
 def test_every_variant_states_its_input_and_normalisation():
     for name in list_variants():
         v = get_variant(name)
-        assert v.input_size == (3, 32, 224, 224) and len(v.mean) == len(v.std) == 3 and v.description
+        expected = (3, 8, 56, 56) if "_demo" in name else (3, 32, 224, 224)  # CPU demo variants: configs/demo
+        assert v.input_size == expected and len(v.mean) == len(v.std) == 3 and v.description

@@ -150,3 +150,33 @@ def test_parameter_counts_match_video_swin():
     # Video Swin-T 28.2 M parameters with a 400-class head (paper)
     model = SwinTransformer3D(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), num_classes=400)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(28.16e6, rel=2e-3)
+
+
+def test_a_convolutional_stem_gives_the_patch_embeddings_shape_and_halves_time_after_the_first_layer():
+    model = SwinTransformer3D(**SWIN_MINI, num_classes=2, patch_size=(2, 8, 8), stem_channels=(4, 8, 8)).eval()
+    convs = [m for m in model.patch_embed.proj if isinstance(m, torch.nn.Conv3d)]
+    assert [c.stride for c in convs] == [(1, 2, 2), (2, 2, 2), (1, 2, 2), (1, 1, 1)]
+    assert model.patch_embed(torch.randn(1, 3, 5, 60, 60)).shape == (1, 16, 3, 8, 8)  # padded like the linear one
+    assert model(torch.randn(2, 3, 4, 64, 64)).shape == (2, 2)
+
+
+def test_stem_and_patch_size_must_agree_and_init_must_be_known():
+    with pytest.raises(ValueError, match=r"patch_size=.*with 2 stem layers .*must be \(T, 4, 4\)"):
+        SwinTransformer3D(**SWIN_MINI, patch_size=(2, 8, 8), stem_channels=(4, 8))
+    with pytest.raises(ValueError, match=r"patch_size=.*T a power of two <= 4"):
+        SwinTransformer3D(**SWIN_MINI, patch_size=(3, 4, 4), stem_channels=(4, 8))
+    with pytest.raises(ValueError, match="weight_init=.*must be one of swin, pytorch"):
+        SwinTransformer3D(**SWIN_MINI, weight_init="xavier")
+
+
+def test_weight_init_swin_is_the_official_trunc_normal_and_pytorch_keeps_the_default():
+    torch.manual_seed(0)
+    swin = SwinTransformer3D(**SWIN_MINI, num_classes=2)
+    pytorch = SwinTransformer3D(**SWIN_MINI, num_classes=2, weight_init="pytorch")
+    fc1 = swin.layers[0].blocks[0].mlp.fc1
+    assert float(fc1.weight.std()) == pytest.approx(0.02, rel=0.15) and not fc1.bias.any()
+    fc1 = pytorch.layers[0].blocks[0].mlp.fc1  # Kaiming-uniform: std = 1 / sqrt(3 * fan_in)
+    assert float(fc1.weight.std()) == pytest.approx((3 * fc1.in_features) ** -0.5, rel=0.15) and fc1.bias.any()
+    assert float(swin.head.fc.weight.std()) == pytest.approx(0.01, rel=0.2)  # mmaction's I3D head
+    pytorch.reset_classifier(5)
+    assert pytorch.head.fc.bias.any()  # the new head keeps the model's init
