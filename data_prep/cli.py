@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(everything)
     _add_resize(everything)
     _add_verify(everything)
+    everything.add_argument("--no-next-step", action="store_true",
+                            help="do not print the suggested training command (for callers that train next)")
     synthetic = commands.add_parser("synthetic", help="write the built-in mini-Kinetics (motion classes)")
     synthetic.add_argument("--out", required=True, type=Path, help="folder to write annotations/ and raw/ to")
     synthetic.add_argument("--seed", type=int, default=0)
@@ -102,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.add_argument("--fps", type=int, default=15, help="frame rate (default 15)")
     synthetic.add_argument("--workers", type=int, default=available_cpus())
     synthetic.add_argument("--no-progress", action="store_true")
+    synthetic.add_argument("--no-next-step", action="store_true",
+                           help="do not print the suggested data_prep command (for callers that prepare next)")
     return parser
 
 
@@ -185,8 +189,9 @@ def cmd_lists(args: argparse.Namespace) -> int:
     if not usable:
         print("error: no usable video: every list is empty", file=sys.stderr)
         return 1
-    print(f"train with:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR {args.out} "
-          f"MODEL.NUM_CLASSES {len(report.class_names)}")
+    if not args.no_next_step:
+        print(f"train with:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR {args.out} "
+              f"MODEL.NUM_CLASSES {len(report.class_names)}")
     return 0
 
 
@@ -214,8 +219,11 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
     splits = ", ".join(f"{k} {v}" for k, v in report.clips.items())
     print(f"synthetic: {sum(report.clips.values())} clips ({splits}) of {len(CLASSES)} classes, {width}x{height}, "
           f"{args.frames} frames at {args.fps} fps, in {report.seconds:.1f} s -> {args.out}")
-    print(f"next: python -m data_prep all --annotations {args.out / 'annotations'} --raw {args.out / 'raw'} "
-          f"--out OUT --short-side {min(width, height)}")
+    if not args.no_next_step:
+        print(f"next: python -m data_prep all --annotations {args.out / 'annotations'} --raw {args.out / 'raw'} "
+              f"--out OUT --short-side {min(width, height)}")
+        print(f"then: python tools/run_net.py --cfg demo DATA.PATH_TO_DATA_DIR OUT  (the demo's model and "
+              f"recipe; its configs set DATA.RANDOM_FLIP False, as these classes need)")
     return 0
 
 

@@ -39,10 +39,11 @@ def ensure_builtin_data(cfg: CfgNode) -> bool:
     source = root / "source"
     logger.info("DATA.GENERATE_IF_MISSING %s: %s has no train.csv; generating the built-in mini-Kinetics in %s",
                 cfg.DATA.GENERATE_IF_MISSING, root, source)
-    if data_prep(["synthetic", "--out", str(source)]) != 0:
+    if data_prep(["synthetic", "--out", str(source), "--no-next-step"]) != 0:
         raise DataError(f"DATA.GENERATE_IF_MISSING: python -m data_prep synthetic --out {source} failed (see above)")
     prepare = ["all", "--annotations", str(source / "annotations"), "--raw", str(source / "raw"), "--out", str(root),
-               "--short-side", str(max(cfg.DATA.TRAIN_JITTER_SCALES)), "--backend", cfg.DATA.DECODING_BACKEND]
+               "--short-side", str(max(cfg.DATA.TRAIN_JITTER_SCALES)), "--backend", cfg.DATA.DECODING_BACKEND,
+               "--no-next-step"]
     if data_prep(prepare) != 0:
         raise DataError(f"DATA.GENERATE_IF_MISSING: python -m data_prep {' '.join(prepare)} failed (see above)")
     return True

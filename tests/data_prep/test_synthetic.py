@@ -136,3 +136,13 @@ def test_frame_differences_tell_each_time_reversal_pair_apart(clips_by_class, fo
     reversed_a = np.array([_motion(c[::-1]) for c in clips_by_class[forward]])
     assert _t(reversed_a, b)[feature] == pytest.approx(0, abs=3.0)
     assert _t(a, reversed_a)[feature] > 5.0
+
+
+def test_synthetic_suggests_the_next_steps_unless_a_caller_prepares_next(tmp_path, capsys):
+    tiny = ["--per-class", "1", "--size", "32x32", "--frames", "4", "--workers", "1", "--no-progress"]
+    assert main(["synthetic", "--out", str(tmp_path / "a"), *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "next: python -m data_prep all" in out and "--cfg demo" in out
+    assert main(["synthetic", "--out", str(tmp_path / "b"), *tiny, "--no-next-step"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic: 24 clips" in out and "next:" not in out and "then:" not in out
