@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(everything)
     _add_resize(everything)
     _add_verify(everything)
-    everything.add_argument("--no-next-step", action="store_true",
-                            help="do not print the suggested training command (for callers that train next)")
+    for command in (lists, everything):
+        command.add_argument("--no-next-step", action="store_true",
+                             help="do not print the suggested training command (for callers that train next)")
     synthetic = commands.add_parser("synthetic", help="write the built-in mini-Kinetics (motion classes)")
     synthetic.add_argument("--out", required=True, type=Path, help="folder to write annotations/ and raw/ to")
     synthetic.add_argument("--seed", type=int, default=0)

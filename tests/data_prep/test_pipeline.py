@@ -122,7 +122,10 @@ def test_verify_lists_a_damaged_output_and_lists_excludes_it(raw_sets, tmp_path,
     assert len(bad) == 1 and bad[0].startswith("videos/train/bbbbbbbbb_2_000001_000003.mp4\tdecoder decord: ")
     assert main(["lists", "--out", str(out)]) == 0
     assert "bbbbbbbbb_2" not in (out / "train.csv").read_text()
-    assert "1 resized videos failed verification" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "1 resized videos failed verification" in printed and "train with:" in printed
+    assert main(["lists", "--out", str(out), "--no-next-step"]) == 0  # as DATA.GENERATE_IF_MISSING calls it
+    assert "train with:" not in capsys.readouterr().out
 
 
 def test_manifest_jsonl_and_explicit_layout(raw_sets, tmp_path, capsys):
