@@ -297,6 +297,12 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
                  "short_side": _data_short_side(cfg), "crop": cfg.DATA.TEST_CROP_SIZE},
         "software": _software(),
     }
+    if cfg.TEST.COMPARE_WITH:
+        others, skipped = comparison_rows(cfg.TEST.COMPARE_WITH, meta["model"].get("gflops_per_view"))
+        for reason in skipped:
+            logger.warning("TEST.COMPARE_WITH: %s; not in this report", reason)
+        if others:
+            meta["extra_results"] = others
     results = TestResults(logits=logits, valid=valid, labels=labels, paths=paths, class_names=list(class_names),
                           num_clips=cfg.TEST.NUM_ENSEMBLE_VIEWS, num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
                           ensemble=cfg.TEST.ENSEMBLE_METHOD, failures=failures, meta=meta)
@@ -309,15 +315,8 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
         meta["extra_results"] = {"temporally shuffled clips": {
             "top1": top1, "note": f"the same views with their {cfg.DATA.NUM_FRAMES} frames in a fixed random order; "
                                   f"{headline_metrics(results)['top1'] - top1:.1f} points below the ordered clips "
-                                  "shows how much the model relies on motion"}}
+                                  "shows how much the model relies on motion"}, **meta.get("extra_results", {})}
         results = TestResults(**{**results.__dict__, "meta": meta})
-    if cfg.TEST.COMPARE_WITH:
-        others, skipped = comparison_rows(cfg.TEST.COMPARE_WITH, meta["model"].get("gflops_per_view"))
-        for reason in skipped:
-            logger.warning("TEST.COMPARE_WITH: %s; not in this report", reason)
-        if others:
-            meta["extra_results"] = {**meta.get("extra_results", {}), **others}
-            results = TestResults(**{**results.__dict__, "meta": meta})
     out = Path(cfg.OUTPUT_DIR) / "eval"
     save_path = Path(cfg.TEST.SAVE_RESULTS_PATH) if cfg.TEST.SAVE_RESULTS_PATH else out / "results.npz"
     results.save(save_path)

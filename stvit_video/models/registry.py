@@ -135,7 +135,6 @@ _register("stvit_r_swin3d_base_perframe", "base", "STViT-R Swin-B, per-frame sem
           173.18, stvit=dataclasses.replace(_PERFRAME, num_units=3))
 
 
-
 # --- Demo variants (configs/demo, ``run_net.py --cfg demo``): trained from scratch on the built-in
 # mini-Kinetics on 2 CPU cores in a few minutes. Video Swin's official recipe (linear patch
 # embedding, trunc-normal init) barely moves off chance in that budget; a 3-layer convolutional

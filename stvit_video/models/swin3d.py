@@ -207,9 +207,9 @@ class PatchEmbed3D(nn.Module):
     Better", NeurIPS 2021): one 3x3x3 conv + BatchNorm + ReLU per entry, each halving H and
     W; T is halved log2(pt) times right after the first layer, which sees every frame (motion
     between neighbouring frames; halving T later trained the demo model markedly slower);
-    then a 1x1x1 projection to ``embed_dim``. It overlaps patches and adds nonlinearity before the first
-    attention, which a transformer trained from scratch on little data needs to pick up
-    motion quickly (the CPU demo); it does not load official Video Swin weights.
+    then a 1x1x1 projection to ``embed_dim``. It overlaps patches and adds nonlinearity before
+    the first attention, which a transformer trained from scratch on little data needs to pick
+    up motion quickly (the CPU demo); it does not load official Video Swin weights.
     """
 
     def __init__(self, *, patch_size: Size3 = (2, 4, 4), in_chans: int = 3, embed_dim: int = 96,
@@ -602,7 +602,7 @@ class SwinTransformer3D(nn.Module):
                             init_std=self._head_init_std)
         if weight_init == "swin":
             self.apply(self._init_weights)
-        self.head.reset_parameters()
+            self.head.reset_parameters()  # apply() overwrote the head's own init
 
     @property
     def _head_init_std(self) -> Optional[float]:
