@@ -4,9 +4,15 @@ import warnings
 import pytest
 import torch
 
+from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
+
 # pytorchvideo / fvcore emit deprecation noise that hides real warnings
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+# CPU runs of run_net.py reuse freed tensor memory (CPU_MALLOC_REUSE); the setting is
+# process-wide, so the whole suite runs with it rather than from whichever test launches first
+keep_freed_cpu_memory()
 
 
 @pytest.fixture(autouse=True)

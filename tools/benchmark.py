@@ -16,7 +16,9 @@ reference when the input is the variant's own, else n/a. The first model is the 
 
 A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW step, as in
 :class:`stvit_video.engine.trainer.Trainer`. MFU (CUDA only) = 3 x forward FLOPs x clips/s over
-the chip's dense bf16 peak given with ``--peak-tflops``.
+the chip's dense bf16 peak given with ``--peak-tflops``. On the CPU, freed tensor memory is
+reused as in ``run_net.py`` CPU runs (:mod:`stvit_video.utils.cpu_malloc`); ``--cpu-malloc system``
+measures glibc's default instead, and the table ends with the process's peak resident memory.
 
 ``--what loader`` times, per decoder backend, decoding one clip and one dataset item in this
 process, then the trainer's own training loader (decode, clip sampling, uint8 augmentation,
@@ -42,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from stvit_video.models import create_model, get_variant, list_variants
+from stvit_video.utils.cpu_malloc import cpu_malloc_mode, keep_freed_cpu_memory
 
 DEFAULT_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "stvit_r_swin3d_tiny_spatiotemporal",
                   "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal"]
@@ -64,6 +67,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--act-checkpoint", action="store_true", help="activation checkpointing (train)")
     p.add_argument("--compile", action="store_true", help="torch.compile each model")
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads (CPU)")
+    p.add_argument("--cpu-malloc", choices=("reuse", "system"), default="reuse",
+                   help="CPU: reuse freed tensor memory (as run_net.py does with CPU_MALLOC_REUSE True) or "
+                        "glibc's default (a fresh, page-faulted mmap per large tensor)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="dense bf16 peak of the GPU for MFU (e.g. 989 for an H100 SXM)")
     p.add_argument("--json", default=None, help="also write the rows as a JSON list here")
@@ -182,6 +188,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark ``args.models``; returns one row per model (see the module docstring)."""
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu" and args.cpu_malloc == "reuse":
+        keep_freed_cpu_memory()
     runners = [_Runner(name, args, device) for name in args.models]
     for _ in range(args.warmup):
         for r in runners:
@@ -204,7 +212,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                               if r.gflops and base.gflops else None),
             "speedup": speed / base_speed, "batch": args.batch, "input": [3, args.frames, args.crop, args.crop],
             "device": str(device), "dtype": args.dtype, "act_checkpoint": args.act_checkpoint,
-            "compile": args.compile,
+            "compile": args.compile, "cpu_malloc": cpu_malloc_mode() if device.type == "cpu" else None,
         }
         if args.profile_attention:
             row["attention_kernels"] = attention_kernels(r)
@@ -217,7 +225,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {args.threads} threads, malloc {cpu_malloc_mode()}")
     lines = [f"{args.what}: {where}, {args.dtype}, batch {args.batch}, input {args.frames}x{args.crop}x{args.crop}, "
              f"median of {args.iters} round-robin iterations after {args.warmup} warm-up"
              + (", activation checkpointing" if args.act_checkpoint else "") + (", torch.compile" if args.compile else ""),
@@ -231,6 +240,11 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                      + (f" {100 * r['mfu']:5.1f}%" if r.get("mfu") is not None else ""))
     lines.append("GFLOPs per clip: fvcore (else the registry's reference), 1 multiply-add = 1 FLOP, attention "
                  "counted; softmax/GELU not counted")
+    if device.type == "cpu" and sys.platform.startswith("linux"):
+        import resource
+
+        rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        lines.append(f"peak resident memory of this process (all models): {rss_gb:.2f} GB")
     for r in rows:
         if "attention_kernels" in r:
             kernels = ", ".join(f"{k} x{n}" for k, n in sorted(r["attention_kernels"].items())) or "none"

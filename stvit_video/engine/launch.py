@@ -21,6 +21,7 @@ from fvcore.common.config import CfgNode
 
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.builtin_data import ensure_builtin_data
+from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def run_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> dict[str, Any]:
     from stvit_video.engine.training import train
 
     setup_logging(None, rank=ctx.rank)  # the log file is added once the output folder exists
+    if ctx.device.type == "cpu" and cfg.CPU_MALLOC_REUSE:
+        keep_freed_cpu_memory()
     if ctx.is_main:
         ensure_builtin_data(cfg)
     dist_utils.barrier()  # the other ranks wait for the data rank 0 may be generating

@@ -25,6 +25,7 @@ from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.model_setup import build_checkpoint_model
 from stvit_video.engine.testing import ENSEMBLE_METHODS, assemble_views, run_views, stored_transform_keys
 from stvit_video.report.metrics import aggregate
+from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,8 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
     model = build_checkpoint_model(loaded, "predict")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        "cpu" if device == "auto" else device)
+    if dev.type == "cpu" and cfg.CPU_MALLOC_REUSE:
+        keep_freed_cpu_memory()
     model.to(dev)
     num_classes = cfg.MODEL.NUM_CLASSES
     names = full_class_names(loaded.class_names, num_classes)
