@@ -171,8 +171,9 @@ def test_stem_and_patch_size_must_agree_and_init_must_be_known():
 
 def test_weight_init_swin_is_the_official_trunc_normal_and_pytorch_keeps_the_default():
     torch.manual_seed(0)
-    swin = SwinTransformer3D(**SWIN_MINI, num_classes=2)
-    pytorch = SwinTransformer3D(**SWIN_MINI, num_classes=2, weight_init="pytorch")
+    # frozen: the weights' statistics are read as plain numbers
+    swin = SwinTransformer3D(**SWIN_MINI, num_classes=2).requires_grad_(False)
+    pytorch = SwinTransformer3D(**SWIN_MINI, num_classes=2, weight_init="pytorch").requires_grad_(False)
     fc1 = swin.layers[0].blocks[0].mlp.fc1
     assert float(fc1.weight.std()) == pytest.approx(0.02, rel=0.15) and not fc1.bias.any()
     fc1 = pytorch.layers[0].blocks[0].mlp.fc1  # Kaiming-uniform: std = 1 / sqrt(3 * fan_in)
