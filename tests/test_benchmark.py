@@ -26,6 +26,10 @@ def test_benchmark_writes_one_row_per_model_with_ratios_to_the_first(tmp_path, c
         assert {"config", "gflops", "clips_per_s", "peak_mem_mb", "flops_ratio", "speedup"} <= r.keys()
         assert r["what"] == what and r["clips_per_s"] > 0 and r["gflops"] > 0 and r["input"] == [3, 2, 32, 32]
     assert rows[0]["flops_ratio"] == 1.0 and rows[0]["speedup"] == 1.0
+    for r in rows:  # CPU peak memory: at least the fp32 weights (plus AdamW's two moments in training)
+        weights_mb = 4 * r["params_m"] * 1e6 / 2**20
+        assert r["peak_mem_mb"] > weights_mb * (3 if what == "train" else 1), r
+        assert r["cpu_malloc"].startswith("reuse")
     assert rows[1]["flops_ratio"] == pytest.approx(rows[1]["gflops"] / rows[0]["gflops"])
     assert "stvit_r_swin3d_tiny_perframe" in capsys.readouterr().out
 
@@ -72,3 +76,17 @@ def test_profiled_inference_runs_every_attention_on_a_fused_kernel(tmp_path):
     for row in json.loads(out.read_text()):
         kernels = row["attention_kernels"]
         assert sum(kernels.values()) >= 12 and "math" not in kernels, (row["config"], kernels)
+
+
+def test_the_cpu_step_peak_counts_what_is_alive_at_once_not_what_was_ever_allocated():
+    import torch
+
+    def step():
+        a = torch.ones(2**20)  # 4 MiB
+        b = torch.ones(2**21)  # 8 MiB, alive with a
+        del a, b
+        c = torch.ones(2**21)  # 8 MiB after both were freed
+        return c.sum()
+
+    peak = _tool()._profiled_peak_bytes(step)
+    assert 12 * 2**20 <= peak < 13 * 2**20

@@ -19,6 +19,9 @@ A training step is forward, cross-entropy, backward and a fused (on CUDA) AdamW 
 the chip's dense bf16 peak given with ``--peak-tflops``. On the CPU, freed tensor memory is
 reused as in ``run_net.py`` CPU runs (:mod:`stvit_video.utils.cpu_malloc`); ``--cpu-malloc system``
 measures glibc's default instead, and the table ends with the process's peak resident memory.
+``peak_mem_mb`` is per model on both devices: its weights, optimizer state and input plus the
+peak of the tensors a step allocates (CUDA: over the timed steps; CPU: the profiler's allocation
+records of one extra step).
 
 ``--what loader`` times, per decoder backend, decoding one clip and one dataset item in this
 process, then the trainer's own training loader (decode, clip sampling, uint8 augmentation,
@@ -126,6 +129,7 @@ class _Runner:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=device.type == "cuda")
             self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.times: list[float] = []
+        self.cuda_peak_mb: Optional[float] = None
 
     def _autocast(self):
         if self.dtype is None:
@@ -148,14 +152,65 @@ class _Runner:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
+    def resident_bytes(self) -> int:
+        """Bytes this model holds between steps: weights, buffers, optimizer state, its input."""
+        tensors = [*self.model.parameters(), *self.model.buffers(), self.x, self.y]
+        if self.train:
+            tensors += [t for state in self.optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+        return sum(storages.values())
+
     def timed_step(self) -> None:
+        """One step, timed; on CUDA it also records the step's peak memory (see :meth:`peak_mb`)."""
         if self.device.type == "cuda":
+            _sync(self.device)
+            before = torch.cuda.memory_allocated(self.device)  # every runner's weights live on the device
             torch.cuda.reset_peak_memory_stats(self.device)
         _sync(self.device)
         start = time.perf_counter()
         self.step()
         _sync(self.device)
         self.times.append(time.perf_counter() - start)
+        if self.device.type == "cuda":
+            step_peak = torch.cuda.max_memory_allocated(self.device) - before
+            self.cuda_peak_mb = max(self.cuda_peak_mb or 0.0, (self.resident_bytes() + step_peak) / 2**20)
+
+    def peak_mb(self) -> Optional[float]:
+        """Memory this model's step needs: :meth:`resident_bytes` plus the peak of what the step
+        allocates on top (CUDA: over the timed steps; CPU: one profiled step). None if unknown."""
+        if self.device.type == "cuda":
+            return self.cuda_peak_mb
+        if self.device.type != "cpu":
+            return None
+        resident = self.resident_bytes()
+        step_peak = _profiled_peak_bytes(self.step)
+        return None if step_peak is None else (resident + step_peak) / 2**20
+
+
+def _profiled_peak_bytes(fn) -> Optional[int]:
+    """Peak of the bytes that ``fn()`` allocated and had not yet freed, from the profiler's
+    allocation records (CPU tensors have no max_memory_allocated); None where this torch's
+    profiler does not expose them."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        from torch._C._profiler import _EventType
+
+        allocations, pending = [], list(prof.profiler.kineto_results.experimental_event_tree())
+        while pending:
+            event = pending.pop()
+            if event.tag == _EventType.Allocation:
+                allocations.append((event.start_time_ns, event.extra_fields.alloc_size))  # frees are negative
+            pending.extend(event.children)
+    except (AttributeError, ImportError):
+        return None
+    live = peak = 0
+    for _, size in sorted(allocations, key=lambda a: a[0]):
+        live += size
+        peak = max(peak, live)
+    return peak
 
 
 # SDPA kernels by the profiler's op name: what a step's attention actually ran on
@@ -194,12 +249,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for _ in range(args.warmup):
         for r in runners:
             r.step()
-    peaks = {}
     for _ in range(args.iters):
         for r in runners:
             r.timed_step()
-            if device.type == "cuda":
-                peaks[r.name] = max(peaks.get(r.name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
     rows = []
     base = runners[0]
     base_speed = args.batch / statistics.median(base.times)
@@ -208,7 +260,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         row = {
             "config": r.name, "what": args.what, "params_m": r.params_m, "gflops": r.gflops,
             "clips_per_s": speed, "ms_per_iter": 1000 * statistics.median(r.times),
-            "peak_mem_mb": peaks.get(r.name), "flops_ratio": (r.gflops / base.gflops
+            "peak_mem_mb": r.peak_mb(), "flops_ratio": (r.gflops / base.gflops
                                                               if r.gflops and base.gflops else None),
             "speedup": speed / base_speed, "batch": args.batch, "input": [3, args.frames, args.crop, args.crop],
             "device": str(device), "dtype": args.dtype, "act_checkpoint": args.act_checkpoint,
@@ -240,6 +292,8 @@ def format_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                      + (f" {100 * r['mfu']:5.1f}%" if r.get("mfu") is not None else ""))
     lines.append("GFLOPs per clip: fvcore (else the registry's reference), 1 multiply-add = 1 FLOP, attention "
                  "counted; softmax/GELU not counted")
+    lines.append("peak MB: the model's weights, optimizer state and input plus the peak of the tensors one step "
+                 "allocates" + (" (CPU: one extra, profiled step)" if device.type == "cpu" else ""))
     if device.type == "cpu" and sys.platform.startswith("linux"):
         import resource
 

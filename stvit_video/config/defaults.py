@@ -311,8 +311,8 @@ _C.RNG_SEED = 0
 _C.LOG_PERIOD = 10
 # CPU runs (NUM_GPUS 0, predict on the CPU): keep freed tensor memory in the process for reuse
 # (glibc malloc; see stvit_video/utils/cpu_malloc.py). Without it every large activation is a
-# fresh mmap, page-faulted in 4 KiB at a time: Swin-T inference at batch 8 ran 1.4x slower.
-# The price is a higher resident peak (+60% in that run), kept until the process ends.
+# fresh mmap, page-faulted in 4 KiB at a time: Swin-T inference at batch 8 ran 1.33x slower, a
+# training step 1.9x. The price is a higher resident peak (+50-60%), kept until the process ends.
 _C.CPU_MALLOC_REUSE = True
 
 
