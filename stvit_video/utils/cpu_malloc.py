@@ -11,7 +11,8 @@ be reused without faults: the caching the CUDA allocator does on the GPU, and wh
 CPU tuning guides get from jemalloc / tcmalloc, without a preloaded library.
 
 The price: the process keeps its peak heap size (resident memory does not shrink after a big
-step), as with the CUDA caching allocator. Other C libraries (macOS, musl) are left alone.
+step), as with the CUDA caching allocator, and the heap fragments: the resident peak was 50-60%
+higher in the same runs. Other C libraries (macOS, musl) are left alone.
 """
 from __future__ import annotations
 
@@ -53,6 +54,8 @@ def keep_freed_cpu_memory() -> bool:
         True when applied (glibc), False where the C library is not glibc or refuses.
     """
     global _mode
+    if _mode is not None and _mode.startswith("reuse"):
+        return True
     libc = _glibc()
     if libc is None:
         _mode = "system (not glibc)"
@@ -60,7 +63,9 @@ def keep_freed_cpu_memory() -> bool:
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _DISABLED) == 1
     _mode = "reuse (glibc heap, no trim)" if ok else "system (mallopt refused)"
-    if not ok:
+    if ok:
+        logger.info("CPU tensor memory: freed blocks are kept for reuse (CPU_MALLOC_REUSE; higher resident peak)")
+    else:
         logger.warning("glibc mallopt refused M_MMAP_MAX / M_TRIM_THRESHOLD: CPU memory is not reused")
     return ok
 
