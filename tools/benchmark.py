@@ -161,12 +161,11 @@ class _Runner:
         return sum(storages.values())
 
     def timed_step(self) -> None:
-        """One step, timed; on CUDA it also records the step's peak memory (see :meth:`peak_mb`)."""
+        """One step, timed; on CUDA it also records the step's peak memory (see :meth:`measure_peak_mb`)."""
+        _sync(self.device)
         if self.device.type == "cuda":
-            _sync(self.device)
             before = torch.cuda.memory_allocated(self.device)  # every runner's weights live on the device
             torch.cuda.reset_peak_memory_stats(self.device)
-        _sync(self.device)
         start = time.perf_counter()
         self.step()
         _sync(self.device)
@@ -175,7 +174,7 @@ class _Runner:
             step_peak = torch.cuda.max_memory_allocated(self.device) - before
             self.cuda_peak_mb = max(self.cuda_peak_mb or 0.0, (self.resident_bytes() + step_peak) / 2**20)
 
-    def peak_mb(self) -> Optional[float]:
+    def measure_peak_mb(self) -> Optional[float]:
         """Memory this model's step needs: :meth:`resident_bytes` plus the peak of what the step
         allocates on top (CUDA: over the timed steps; CPU: one profiled step). None if unknown."""
         if self.device.type == "cuda":
@@ -260,7 +259,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         row = {
             "config": r.name, "what": args.what, "params_m": r.params_m, "gflops": r.gflops,
             "clips_per_s": speed, "ms_per_iter": 1000 * statistics.median(r.times),
-            "peak_mem_mb": r.peak_mb(), "flops_ratio": (r.gflops / base.gflops
+            "peak_mem_mb": r.measure_peak_mb(), "flops_ratio": (r.gflops / base.gflops
                                                               if r.gflops and base.gflops else None),
             "speedup": speed / base_speed, "batch": args.batch, "input": [3, args.frames, args.crop, args.crop],
             "device": str(device), "dtype": args.dtype, "act_checkpoint": args.act_checkpoint,

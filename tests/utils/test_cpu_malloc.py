@@ -1,5 +1,4 @@
 """stvit_video.utils.cpu_malloc: freed CPU tensor memory is reused instead of page-faulted in anew."""
-import platform
 import subprocess
 import sys
 
@@ -7,8 +6,7 @@ import pytest
 
 from stvit_video.utils import cpu_malloc
 
-glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                                reason="the setting applies to glibc malloc only")
+glibc_only = pytest.mark.skipif(cpu_malloc._glibc() is None, reason="the setting applies to glibc malloc only")
 
 # A 64 MiB tensor is freed while a small tensor allocated after it stays alive (so the block
 # cannot merge back into the top of the heap), then a 32 MiB tensor is allocated and written:
@@ -52,7 +50,7 @@ def test_the_mode_is_reported_and_other_c_libraries_are_left_alone(monkeypatch):
     assert cpu_malloc.cpu_malloc_mode() == "system (not glibc)"
 
 
-def _run_job_calls(monkeypatch, reuse: bool, num_gpus: int = 0) -> int:
+def _run_job_calls(monkeypatch, reuse: bool) -> int:
     from stvit_video.config import get_cfg_defaults
     from stvit_video.engine import distributed as dist_utils
     from stvit_video.engine import launch
@@ -60,7 +58,7 @@ def _run_job_calls(monkeypatch, reuse: bool, num_gpus: int = 0) -> int:
     calls = []
     monkeypatch.setattr(launch, "keep_freed_cpu_memory", lambda: calls.append(1) or True)
     cfg = get_cfg_defaults()
-    cfg.NUM_GPUS, cfg.CPU_MALLOC_REUSE = num_gpus, reuse
+    cfg.NUM_GPUS, cfg.CPU_MALLOC_REUSE = 0, reuse
     cfg.TRAIN.ENABLE = cfg.TEST.ENABLE = False
     ctx = dist_utils.init_distributed(world_size=1, rank=0, local_rank=0, device="cpu")
     try:
