@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
 
+from stvit_video.utils.atomic import atomic_write_text
 from stvit_video.utils.errors import DataError
 
-__all__ = ["REQUIRED_COLUMNS", "SPLITS", "SPLIT_ALIASES", "Annotation", "clip_stem", "deduplicate",
-           "find_annotation_files", "format_time", "read_annotation_csv", "read_annotations",
-           "write_annotation_csv"]
+__all__ = ["REQUIRED_COLUMNS", "SPLITS", "SPLIT_ALIASES", "YOUTUBE_ID", "Annotation", "check_youtube_id",
+           "clip_stem", "deduplicate", "find_annotation_files", "format_time", "read_annotation_csv",
+           "read_annotations", "write_annotation_csv"]
 
 SPLITS = ("train", "val", "test")
 # value of the `split` column -> our split name
@@ -25,6 +27,9 @@ SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validate"
                  "validation": "val", "test": "test", "testing": "test"}
 REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end", "split")  # + label, except in test files
 OFFICIAL_HEADER = ("label", "youtube_id", "time_start", "time_end", "split", "is_cc")
+# YouTube's alphabet (11 characters there; other lengths kept for hand-made sets). The id
+# becomes a file name under OUT, so no "/", "\\", ".." or space may get through.
+YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Annotation(NamedTuple):
@@ -74,6 +79,15 @@ def find_annotation_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def check_youtube_id(youtube_id: str, where: str) -> str:
+    """``youtube_id`` if it is 1-64 characters of ``A-Z a-z 0-9 _ -``; else a DataError naming ``where``."""
+    if not YOUTUBE_ID.fullmatch(youtube_id):
+        what = "empty youtube_id" if not youtube_id else f"youtube_id {youtube_id!r} is not a YouTube id"
+        raise DataError(f"{where}: {what} (expected 1-64 characters of A-Z, a-z, 0-9, _ and -, "
+                        f"e.g. -0Hw6Jp_8ns); fix or remove the row")
+    return youtube_id
+
+
 def _parse_time(text: str, where: str, column: str) -> float:
     try:
         value = float(text)
@@ -89,9 +103,7 @@ def _parse_row(fields: dict[str, str], where: str) -> Annotation:
     split = SPLIT_ALIASES.get(split_value.lower())
     if split is None:
         raise DataError(f"{where}: split {split_value!r} is not one of {', '.join(sorted(SPLIT_ALIASES))}")
-    youtube_id = fields["youtube_id"].strip()
-    if not youtube_id:
-        raise DataError(f"{where}: empty youtube_id")
+    youtube_id = check_youtube_id(fields["youtube_id"].strip(), where)
     label = fields.get("label", "").strip()
     if not label and split != "test":
         why = "" if "label" in fields else " (the file has no label column)"
@@ -167,17 +179,15 @@ def _quote(label: str) -> str:
 
 
 def write_annotation_csv(path: str | os.PathLike, rows: Iterable[Annotation], *, is_cc: bool = True) -> Path:
-    """Write ``rows`` in the official format (labels with spaces quoted, as the CVDF files do).
+    """Write ``rows`` in the official format (labels with spaces quoted, as the CVDF files do),
+    atomically.
 
     ``rows[i].split`` is written as given (so "validate" stays "validate").
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = OFFICIAL_HEADER if is_cc else OFFICIAL_HEADER[:5]
     lines = [",".join(header)]
     for row in rows:
         fields = [_quote(row.label), row.youtube_id, format_time(row.time_start), format_time(row.time_end),
                   row.split]
         lines.append(",".join(fields + (["0"] if is_cc else [])))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return atomic_write_text(path, "\n".join(lines) + "\n")

@@ -178,12 +178,13 @@ def cmd_lists(args: argparse.Namespace) -> int:
     from data_prep.manifest import read_manifest
     from data_prep.summary import format_summary
     from data_prep.verify import BAD_LIST, read_bad_list
+    from stvit_video.utils.atomic import atomic_write_text
 
     rows = read_manifest(_manifest_path(args))
     report = build_lists(rows, args.out, read_bad_list(args.out / BAD_LIST))
     written = write_lists(report, args.out)
     table = format_summary(report)
-    (args.out / "summary.txt").write_text(table + "\n", encoding="utf-8")
+    atomic_write_text(args.out / "summary.txt", table + "\n")
     print(table)
     print(f"lists: {', '.join(p.name for p in written)} in {args.out}")
     usable = sum(len(v) for v in report.entries.values())

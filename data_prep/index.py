@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -15,6 +16,8 @@ from stvit_video.utils.errors import DataError
 
 __all__ = ["IndexResult", "build_index", "missing_by_split"]
 
+# How many ids a warning names.
+_EXAMPLES = 3
 # A "trimmed" file whose median length exceeds this many clip lengths looks untrimmed.
 _UNTRIMMED_RATIO = 3.0
 
@@ -78,6 +81,22 @@ def _layout_warnings(rows: list[ManifestRow], layout: str) -> list[str]:
     return []
 
 
+def _split_overlap_warnings(rows: Sequence[Annotation]) -> list[str]:
+    """A warning naming YouTube ids that occur in several splits (one video in training and evaluation)."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    first: dict[str, str] = {}
+    for row in rows:
+        splits[row.youtube_id].add(row.split)
+        first.setdefault(row.youtube_id, row.source)
+    shared = [youtube_id for youtube_id, found in splits.items() if len(found) > 1]
+    if not shared:
+        return []
+    examples = ", ".join(f"{youtube_id} ({'/'.join(s for s in SPLITS if s in splits[youtube_id])}; "
+                         f"{first[youtube_id]})" for youtube_id in shared[:_EXAMPLES])
+    return [f"{len(shared)} YouTube ids appear in several splits, e.g. {examples}: the same video in training "
+            "and evaluation inflates the accuracy; check the annotation files"]
+
+
 def build_index(annotation_paths: Sequence[str | os.PathLike], raw_root: str | os.PathLike, *,
                 layout: str = "auto", workers: int = 1, progress: bool = True) -> IndexResult:
     """Match every annotation row to its raw file and probe the file.
@@ -115,7 +134,7 @@ def build_index(annotation_paths: Sequence[str | os.PathLike], raw_root: str | o
                                                 on_crash=_probe_crashed)))
     trim = layout == "untrimmed"
     rows = [_row(a, p, probes.get(str(p)) if p else None, trim) for a, p in zip(annotations, paths)]
-    warnings = _layout_warnings(rows, layout)
+    warnings = _layout_warnings(rows, layout) + _split_overlap_warnings(annotations)
     if dropped:
         warnings.append(f"{len(dropped)} repeated annotation rows ignored (e.g. {dropped[0].source})")
     return IndexResult(rows, layout, counts, len(dropped), warnings)

@@ -4,8 +4,13 @@
   download), anywhere under the root (split sub-folders are fine: the search is recursive).
 - ``classes``: trimmed clips in class folders, ``<label>/<youtube_id>*.<ext>``; folder names
   may use underscores for spaces and drop punctuation ("passing_American_football_in_game").
+  A labelled row only takes a file in its label's folder; an unlabelled test row may take a
+  file of its id in any folder that no other row took (:func:`match_rows`).
 - ``untrimmed``: full YouTube downloads ``{youtube_id}.<ext>``; the clip is cut from
   ``time_start`` to ``time_end`` when resizing.
+
+In every layout, a file whose name carries a time window (``{youtube_id}_{start:06d}_{end:06d}...``)
+other than the row's is another clip of the video and never matches the row.
 
 :func:`detect_layout` counts the rows each layout would match and picks the best.
 """
@@ -15,13 +20,14 @@ import os
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, NamedTuple, Sequence
+from typing import Collection, Iterable, NamedTuple, Sequence
 
 from data_prep.annotations import Annotation, clip_stem
 from data_prep.encode import PART_SUFFIX
 from stvit_video.utils.errors import DataError
 
-__all__ = ["LAYOUTS", "VIDEO_EXTENSIONS", "FileIndex", "detect_layout", "match_rows", "normalize_label", "scan_videos"]
+__all__ = ["LAYOUTS", "VIDEO_EXTENSIONS", "FileIndex", "detect_layout", "match_rows", "name_window",
+           "normalize_label", "scan_videos"]
 
 # = stvit_video.datasets.video_list.VIDEO_EXTENSIONS (a test checks it); not imported from
 # there because importing stvit_video.datasets loads torch (3 s in every worker process).
@@ -30,12 +36,21 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpeg", ".
 LAYOUTS = ("cvdf", "classes", "untrimmed")
 # Characters that may follow the YouTube id in a class-folder file name.
 _ID_SEPARATORS = "_.- "
+# The window a CVDF-style name carries right after the id: "_000014_000024" (%06d: more
+# digits only past 999999 s).
+_WINDOW = re.compile(r"_(\d{6,})_(\d{6,})")
 
 
 def normalize_label(name: str) -> str:
     """Compare class names and folder names: lower case, ``_`` as space, punctuation dropped."""
     text = re.sub(r"[^0-9a-z ]+", "", name.lower().replace("_", " "))
     return " ".join(text.split())
+
+
+def name_window(stem: str, youtube_id: str) -> tuple[int, int] | None:
+    """(start, end) seconds of a ``{youtube_id}_{start:06d}_{end:06d}...`` file stem; None if it carries none."""
+    match = _WINDOW.match(stem, len(youtube_id))
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def scan_videos(root: str | os.PathLike) -> list[Path]:
@@ -71,6 +86,8 @@ class FileIndex:
             stem = path.stem
             self.by_stem[stem].append(path)
             for n in lengths:
+                if n > len(stem):  # sorted: no longer id fits (and stem[n] would not exist)
+                    break
                 if stem[:n] in ids and (len(stem) == n or stem[n] in _ID_SEPARATORS):
                     self.by_id[stem[:n]].append(path)
 
@@ -90,16 +107,21 @@ class FileIndex:
         candidates = [p for p in self.by_id.get(row.youtube_id, ()) if normalize_label(p.parent.name) == label]
         return _best(candidates, row)
 
-    def classes(self, row: Annotation) -> Path | None:
-        """Class-folder lookup; falls back to a file of this id in any folder (test rows have no label)."""
-        return self.in_label_folder(row) or _best(self.by_id.get(row.youtube_id, []), row)
+    def classes(self, row: Annotation, claimed: Collection[Path] = ()) -> Path | None:
+        """Class-folder lookup: the label's folder; for an unlabelled test row (it has no
+        folder to look in), a file of its id in any folder that is not in ``claimed``."""
+        found = self.in_label_folder(row)
+        if found is None and row.split == "test" and not row.label:
+            found = _best([p for p in self.by_id.get(row.youtube_id, ()) if p not in claimed], row)
+        return found
 
 
 def _best(candidates: list[Path], row: Annotation) -> Path | None:
-    if not candidates:
-        return None
+    """The exact clip name first, then by path; files named with another time window are other clips."""
+    window = (int(row.time_start), int(row.time_end))
+    fitting = [p for p in candidates if name_window(p.stem, row.youtube_id) in (None, window)]
     exact = clip_stem(row.youtube_id, row.time_start, row.time_end)
-    return sorted(candidates, key=lambda p: (p.stem != exact, str(p)))[0]
+    return min(fitting, key=lambda p: (p.stem != exact, str(p)), default=None)
 
 
 class LayoutGuess(NamedTuple):
@@ -126,8 +148,21 @@ def detect_layout(rows: Sequence[Annotation], index: FileIndex) -> LayoutGuess:
 
 
 def match_rows(rows: Sequence[Annotation], index: FileIndex, layout: str) -> list[Path | None]:
-    """The raw file of each row under ``layout`` (None: missing)."""
+    """The raw file of each row under ``layout`` (None: missing).
+
+    ``classes``: every row's label folder is searched first, so the fallback of unlabelled test
+    rows never takes a file that a row of any split matched, nor one another fallback took.
+    """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
-    find = getattr(index, layout)
-    return [find(row) for row in rows]
+    if layout != "classes":
+        find = getattr(index, layout)
+        return [find(row) for row in rows]
+    paths = [index.in_label_folder(row) for row in rows]
+    claimed = {p for p in paths if p is not None}
+    for number, row in enumerate(rows):
+        if paths[number] is None:
+            paths[number] = index.classes(row, claimed)
+            if paths[number] is not None:
+                claimed.add(paths[number])
+    return paths

@@ -21,6 +21,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 from data_prep.annotations import SPLITS
 from data_prep.manifest import ManifestRow, output_relpath
+from stvit_video.utils.atomic import atomic_write_text
 
 __all__ = ["COUNT_KEYS", "ListsReport", "build_lists", "class_names", "write_lists"]
 
@@ -78,17 +79,14 @@ def build_lists(rows: Sequence[ManifestRow], out_dir: str | os.PathLike, bad: Ma
 
 
 def write_lists(report: ListsReport, out_dir: str | os.PathLike) -> list[Path]:
-    """Write the three lists, classnames.txt and classids.json; return their paths."""
+    """Write the three lists, classnames.txt and classids.json, each atomically; return their paths.
+
+    Every text is built before the first file is replaced, so an error while building them
+    leaves the previous set whole (no mix of old and new lists).
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for split in SPLITS:
-        path = out_dir / f"{split}.csv"
-        path.write_text("".join(f"{rel} {label}\n" for rel, label in report.entries[split]), encoding="utf-8")
-        written.append(path)
-    names_path = out_dir / "classnames.txt"
-    names_path.write_text("".join(f"{name}\n" for name in report.class_names), encoding="utf-8")
-    ids_path = out_dir / "classids.json"
-    ids_path.write_text(json.dumps({name: i for i, name in enumerate(report.class_names)}, indent=1,
-                                   ensure_ascii=False) + "\n", encoding="utf-8")
-    return written + [names_path, ids_path]
+    texts = {f"{split}.csv": "".join(f"{rel} {label}\n" for rel, label in report.entries[split]) for split in SPLITS}
+    texts["classnames.txt"] = "".join(f"{name}\n" for name in report.class_names)
+    texts["classids.json"] = json.dumps({name: i for i, name in enumerate(report.class_names)}, indent=1,
+                                        ensure_ascii=False) + "\n"
+    return [atomic_write_text(out_dir / name, text) for name, text in texts.items()]

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from data_prep.annotations import clip_stem, format_time
+from data_prep.annotations import SPLITS, check_youtube_id, clip_stem, format_time
+from stvit_video.utils.atomic import atomic_output
 from stvit_video.utils.errors import DataError
 
 __all__ = ["FIELDS", "STATUSES", "ManifestRow", "default_manifest_path", "output_relpath", "read_manifest",
@@ -82,13 +83,11 @@ def _text(row: ManifestRow) -> dict[str, str]:
 
 
 def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> Path:
-    """Write ``rows`` as CSV or JSONL (by suffix), atomically (temporary file + rename)."""
+    """Write ``rows`` as CSV or JSONL (by suffix), atomically (:mod:`stvit_video.utils.atomic`)."""
     path = Path(path)
     if path.suffix not in (".csv", ".jsonl"):
         raise DataError(f"manifest {path}: use a .csv or .jsonl file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".part")
-    with temp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_output(path) as temp, temp.open("w", newline="", encoding="utf-8") as f:
         if path.suffix == ".csv":
             writer = csv.DictWriter(f, fieldnames=FIELDS)
             writer.writeheader()
@@ -96,7 +95,6 @@ def write_manifest(path: str | os.PathLike, rows: Iterable[ManifestRow]) -> Path
         else:
             for row in rows:
                 f.write(json.dumps(dataclasses.asdict(row), ensure_ascii=False) + "\n")
-    os.replace(temp, path)
     return path
 
 
@@ -121,6 +119,10 @@ def _row(values: dict, where: str) -> ManifestRow:
     row = ManifestRow(**{name: _convert(name, values[name], where) for name in FIELDS})
     if row.status not in STATUSES:
         raise DataError(f"{where}: status {row.status!r} is not one of {', '.join(STATUSES)}")
+    # split and id make the output path (output_relpath): checked again for hand-edited manifests
+    if row.split not in SPLITS:
+        raise DataError(f"{where}: split {row.split!r} is not one of {', '.join(SPLITS)} (re-run `data_prep index`)")
+    check_youtube_id(row.youtube_id, where)
     return row
 
 

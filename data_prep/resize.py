@@ -27,6 +27,7 @@ from data_prep.encode import EncoderSettings, H264Writer, part_path
 from data_prep.manifest import ManifestRow, output_relpath
 from data_prep.parallel import run_parallel
 from data_prep.probe import probe_video
+from stvit_video.utils.atomic import atomic_write_text
 from stvit_video.utils.errors import DataError
 
 __all__ = ["DEFAULT_GOP", "DEFAULT_SHORT_SIDE", "ResizeOptions", "ResizeReport", "ResizeResult",
@@ -256,9 +257,8 @@ def resize_all(rows: Sequence[ManifestRow], out_dir: str | os.PathLike, options:
     desc = "resize" if count == 1 else f"resize {index}/{count}"
     results = list(run_parallel(work, mine, workers=workers, desc=desc, progress=progress, on_crash=_crashed))
     report = ResizeReport(results, shard, time.perf_counter() - start)
-    log = failure_log_path(out_dir, shard)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("".join(f"{r.output}\t{r.reason}\n" for r in results if r.status == "failed"), encoding="utf-8")
+    atomic_write_text(failure_log_path(out_dir, shard),
+                      "".join(f"{r.output}\t{r.reason}\n" for r in results if r.status == "failed"))
     return report
 
 
@@ -273,7 +273,4 @@ def write_encoding_info(out_dir: str | os.PathLike, options: "ResizeOptions") ->
     path = Path(out_dir) / ENCODING_INFO
     info = {"short_side": options.short_side, "fps": options.fps, "gop": options.gop, "crf": options.crf,
             "preset": options.preset, "mbtree": options.mbtree, "codec": "h264"}
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    os.replace(part, path)
-    return path
+    return atomic_write_text(path, json.dumps(info, indent=1) + "\n")

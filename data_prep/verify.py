@@ -17,6 +17,7 @@ import numpy as np
 
 from data_prep.manifest import ManifestRow, output_relpath
 from data_prep.parallel import run_parallel
+from stvit_video.utils.atomic import atomic_write_text
 from stvit_video.utils.errors import DataError
 
 __all__ = ["BAD_LIST", "VerifyReport", "read_bad_list", "verify_outputs", "verify_video", "write_bad_list"]
@@ -77,11 +78,8 @@ def verify_outputs(rows: Sequence[ManifestRow], out_dir: str | os.PathLike, *, b
 
 
 def write_bad_list(path: str | os.PathLike, bad: dict[str, str]) -> Path:
-    """Write ``bad_videos.txt`` (sorted ``path<TAB>reason`` lines; empty when all are good)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{rel}\t{reason}\n" for rel, reason in sorted(bad.items())), encoding="utf-8")
-    return path
+    """Write ``bad_videos.txt`` atomically (sorted ``path<TAB>reason`` lines; empty when all are good)."""
+    return atomic_write_text(path, "".join(f"{rel}\t{reason}\n" for rel, reason in sorted(bad.items())))
 
 
 def read_bad_list(path: str | os.PathLike) -> dict[str, str]:

@@ -88,3 +88,17 @@ def test_write_round_trip_quotes_labels_with_spaces(tmp_path):
 def test_clip_stem_is_the_cvdf_name():
     assert clip_stem("-0Hw6Jp_8ns", 14, 24) == "-0Hw6Jp_8ns_000014_000024"
     assert clip_stem("abc", 14.9, 24.0) == "abc_000014_000024"  # %06d truncates, as CVDF's script
+
+
+@pytest.mark.parametrize("youtube_id", ["../../etc", "a/b", "a\\b", "..", "a b", "x" * 65, "abc.def", "abcé"])
+def test_youtube_ids_that_could_leave_out_are_refused(tmp_path, youtube_id):
+    path = _csv(tmp_path, f'label,youtube_id,time_start,time_end,split\nabseiling,"{youtube_id}",1,5,train\n')
+    with pytest.raises(DataError) as info:
+        read_annotation_csv(path)
+    assert f"{path}:2: youtube_id {youtube_id!r} is not a YouTube id" in str(info.value)
+
+
+@pytest.mark.parametrize("youtube_id", ["-abc_DEF123", "--33Lscn6sk", "x", "x" * 64, "a_b-c_d-e_f"])
+def test_youtube_id_alphabet_and_lengths_accepted(tmp_path, youtube_id):
+    text = f"label,youtube_id,time_start,time_end,split\nyoga,{youtube_id},1,5,train\n"
+    assert read_annotation_csv(_csv(tmp_path, text))[0].youtube_id == youtube_id

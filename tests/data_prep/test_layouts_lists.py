@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from data_prep.annotations import Annotation
-from data_prep.layouts import VIDEO_EXTENSIONS, FileIndex, detect_layout, match_rows, normalize_label, scan_videos
+from data_prep.layouts import (VIDEO_EXTENSIONS, FileIndex, detect_layout, match_rows, name_window, normalize_label,
+                              scan_videos)
 from data_prep.lists import build_lists, class_names
 from data_prep.manifest import ManifestRow, output_relpath, read_manifest, write_manifest
 from data_prep.probe import probe_video
@@ -134,3 +135,68 @@ def test_index_warns_when_durations_contradict_the_layout():
     late = [ManifestRow("/r/a.mp4", "x", "train", f"id{i}", 30, 40, True, 10.0, 30, 300, 640, 360, "bad",
                         "the clip starts at 30 s but the video is only 10.0 s long", "") for i in range(3)]
     assert "--layout cvdf or classes" in _layout_warnings(late, "untrimmed")[0]
+
+
+def test_a_file_named_with_another_time_window_never_matches(tmp_path):
+    row = Annotation("yoga", "-abc_DEF123", 10, 20, "train", "")
+    test_row = Annotation("", "-abc_DEF123", 10, 20, "test", "")
+    files = [_touch(tmp_path / "yoga" / "-abc_DEF123_000030_000040.mp4"),
+             _touch(tmp_path / "test" / "-abc_DEF123_000030_000040_v2.mp4"),
+             _touch(tmp_path / "-abc_DEF123_000030_000040.mp4")]
+    index = FileIndex(files, [row.youtube_id])
+    for layout in ("cvdf", "classes", "untrimmed"):
+        assert match_rows([row, test_row], index, layout) == [None, None], layout
+    assert name_window("-abc_DEF123_000030_000040_v2", "-abc_DEF123") == (30, 40)
+    assert name_window("-abc_DEF123", "-abc_DEF123") is None
+    assert name_window("-abc_DEF123_00030_000040", "-abc_DEF123") is None  # not %06d
+    same = _touch(tmp_path / "yoga" / "-abc_DEF123_000010_000020_hq.mp4")
+    assert match_rows([row], FileIndex(files + [same], [row.youtube_id]), "classes") == [same]
+
+
+def test_class_folder_fallback_only_for_unlabelled_test_rows_and_unclaimed_files(tmp_path):
+    rows = [Annotation("", "claimedvid1", 50, 60, "test", ""),  # before the row that owns the file
+            Annotation("zumba", "claimedvid1", 0, 10, "train", ""),
+            Annotation("zumba", "wrongfolder", 0, 10, "train", ""),  # its file is in yoga/
+            Annotation("yoga", "labelledtst", 0, 10, "test", ""),  # labelled test: no fallback either
+            Annotation("", "unlabelled1", 0, 10, "test", ""),
+            Annotation("", "twice______", 0, 10, "test", ""),
+            Annotation("", "twice______", 20, 30, "test", "")]  # one file for two clips: the first takes it
+    files = [_touch(tmp_path / "zumba" / "claimedvid1.mp4"), _touch(tmp_path / "yoga" / "wrongfolder.mp4"),
+             _touch(tmp_path / "other" / "labelledtst.mp4"), _touch(tmp_path / "test" / "unlabelled1.mp4"),
+             _touch(tmp_path / "test" / "twice______.mp4")]
+    index = FileIndex(files, [r.youtube_id for r in rows])
+    assert match_rows(rows, index, "classes") == [None, files[0], None, None, files[3], files[4], None]
+
+
+def test_manifest_refuses_ids_and_splits_that_would_leave_out(tmp_path):
+    # output_relpath builds videos/{split}/{id}_...: a hand-edited manifest must not reach outside OUT
+    for name, row in (("id.csv", _manifest_row("zumba", "train", "../../x")),
+                      ("split.jsonl", _manifest_row("zumba", "../train", "ok_id"))):
+        write_manifest(tmp_path / name, [row])
+        with pytest.raises(DataError, match=r"\.\./.*is not"):
+            read_manifest(tmp_path / name)
+
+
+def test_index_warns_about_ids_in_several_splits(tmp_path):
+    from data_prep.annotations import write_annotation_csv
+    from data_prep.index import build_index
+
+    rows = [Annotation("yoga", f"shared{n}", 1, 3, "train", "") for n in range(5)]
+    rows += [Annotation("yoga", f"shared{n}", 5, 7, "validate", "") for n in range(4)]
+    rows += [Annotation("", "shared0", 9, 11, "test", ""), Annotation("yoga", "alone", 1, 3, "train", "")]
+    write_annotation_csv(tmp_path / "ann.csv", rows)
+    write_indexed_video(tmp_path / "raw" / "alone_000001_000003.mp4", CLIP_FRAMES)
+    result = build_index([tmp_path / "ann.csv"], tmp_path / "raw", progress=False)
+    overlap = [w for w in result.warnings if "several splits" in w]
+    assert len(overlap) == 1 and overlap[0].startswith(
+        f"4 YouTube ids appear in several splits, e.g. shared0 (train/val/test; {tmp_path / 'ann.csv'}:2), "
+        f"shared1 (train/val; {tmp_path / 'ann.csv'}:3), shared2")
+    assert "shared3" not in overlap[0]  # a few examples, not all
+
+
+def test_file_index_with_ids_of_several_lengths(tmp_path):
+    # "-v.mp4" is shorter than the longest id: it once raised IndexError while indexing
+    files = [_touch(tmp_path / "yoga" / "-v.mp4"), _touch(tmp_path / "yoga" / "-v_000001_000003.mp4"),
+             _touch(tmp_path / "yoga" / "-abc_DEF123.mp4")]
+    index = FileIndex(files, ["-v", "-abc_DEF123", "x" * 64])
+    assert index.by_id["-v"] == files[:2] and index.by_id["-abc_DEF123"] == files[2:]

@@ -2,6 +2,7 @@
 import contextlib
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from data_prep.annotations import Annotation, write_annotation_csv
 from data_prep.cli import main
 from data_prep.manifest import read_manifest
 from data_prep.probe import probe_video
@@ -16,7 +18,8 @@ from stvit_video.datasets.decoder import open_video
 from stvit_video.datasets.synthetic import read_frame_index
 from stvit_video.datasets.video_list import read_csv_list
 
-from .conftest import CLASS_NAMES, CLIP_FRAMES, CORRUPT, MISSING, ROWS
+from .conftest import (CLASS_NAMES, CLIP_FRAMES, CORRUPT, END, MISSING, ROWS, START, UNTRIMMED_FRAMES, _raw_path,
+                       write_indexed_video)
 
 LAYOUTS = ["cvdf", "classes", "untrimmed"]
 
@@ -164,3 +167,36 @@ def test_python_dash_m_entry_point(tmp_path):
     assert shown.returncode == 0 and all(c in shown.stdout for c in ("index", "resize", "verify", "lists", "synthetic"))
     failed = run("lists", "--out", str(tmp_path / "nothing"))
     assert failed.returncode == 2 and failed.stderr.startswith("error: no manifest ") and failed.stderr.count("\n") == 1
+
+
+# Ids that start with "-" (1 in 64 YouTube ids does): nothing may take them for an option.
+DASH_ROWS = [Annotation("air drumming", "-abc_DEF123", START, END, "train", ""),
+             Annotation("abseiling", "--33Lscn6sk", START, END, "train", ""),
+             Annotation("abseiling", "-v", START, END, "validate", ""),
+             Annotation("", "-tst-_-", START, END, "test", "")]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_ids_starting_with_a_dash_work_end_to_end(tmp_path, monkeypatch, capsys, layout):
+    clip = write_indexed_video(tmp_path / "clip.mp4", UNTRIMMED_FRAMES if layout == "untrimmed" else CLIP_FRAMES)
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    for number, row in enumerate(DASH_ROWS):
+        path = _raw_path(raw, row, layout, number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip, path)
+    write_annotation_csv(tmp_path / "annotations.csv", DASH_ROWS)
+    monkeypatch.chdir(raw)  # --raw . : raw paths such as "-abc_DEF123.mp4" reach PyAV as they are
+    code = main(["all", "--annotations", str(tmp_path / "annotations.csv"), "--raw", ".", "--out", str(out),
+                 "--short-side", "48", "--workers", "1", "--no-progress"])  # verify with decord, the default
+    printed = capsys.readouterr().out
+    assert code == 0 and f"index: layout {layout} (detected" in printed, printed
+    assert all(r.status == "ok" for r in read_manifest(out / "manifest.csv"))
+    assert (out / "bad_videos.txt").read_text() == "" and (out / "resize_failed.txt").read_text() == ""
+    for split, ids in (("train", {"-abc_DEF123": 1, "--33Lscn6sk": 0}), ("val", {"-v": 0}), ("test", {"-v": 0})):
+        records = read_csv_list(out / f"{split}.csv", num_classes=2)
+        assert {Path(r.path).name: r.label for r in records} == {f"{i}_000001_000003.mp4": c for i, c in ids.items()}
+        assert all(Path(r.path) == out / "videos" / ("val" if split == "test" else split) / Path(r.path).name
+                   for r in records)
+    with open_video(out / "videos/train/-abc_DEF123_000001_000003.mp4", "decord") as video:
+        assert [read_frame_index(f) for f in video.get_frames([0, 19])] == [CLIP_FRAMES[0], CLIP_FRAMES[-1]]
+    assert (out / "videos/test/-tst-_-_000001_000003.mp4").is_file()
