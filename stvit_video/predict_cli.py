@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Optional, Sequence
 
-from stvit_video.utils.errors import CheckpointError, DataError
+from stvit_video.utils.errors import CheckpointError, ConfigError, DataError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,19 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _views(text: Optional[str], parser: argparse.ArgumentParser) -> tuple[Optional[int], Optional[int]]:
+def _views(text: Optional[str]) -> tuple[Optional[int], Optional[int]]:
     if text is None:
         return None, None
     match = re.fullmatch(r"(\d+)x(\d+)", text)
-    if not match or min(int(match[1]), int(match[2])) < 1:
-        parser.error(f"--views {text!r}: use CLIPSxCROPS with positive numbers, e.g. 4x3 or 1x1")
+    if not match or int(match[1]) < 1:
+        raise ConfigError(f"--views {text!r}: use CLIPSxCROPS, e.g. 4x3 or 1x1 (at least 1 clip; 1 or 3 crops)")
     return int(match[1]), int(match[2])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    clips, crops = _views(args.views, parser)
     if args.topk < 1:
         parser.error("--topk must be at least 1")
     from stvit_video.engine.predict import find_videos, predict_videos
@@ -52,11 +51,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     setup_logging(None, to_stderr=True)  # stdout holds the predictions only
     try:
+        clips, crops = _views(args.views)
         videos = find_videos(args.videos)
         results = predict_videos(args.checkpoint, videos, topk=args.topk, clips=clips, crops=crops,
                                  ensemble=args.ensemble, device=args.device, backend=args.backend,
                                  batch_size=args.batch_size)
-    except (CheckpointError, DataError) as e:
+    except (CheckpointError, ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for r in results:
@@ -68,10 +68,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         import simplejson
 
+        from stvit_video.utils.atomic import atomic_write_text
+
         rows = [{"video": r.path, "views": r.views, "error": r.error,
                  "top": [{"class_id": c.class_id, "name": c.name, "score": c.score} for c in r.top]} for r in results]
-        with open(args.json, "w", encoding="utf-8") as f:
-            simplejson.dump(rows, f, indent=1)
+        atomic_write_text(args.json, simplejson.dumps(rows, indent=1))
     return 1 if any(r.error is not None for r in results) else 0
 
 

@@ -1,4 +1,5 @@
 """Suite-wide settings: deterministic, quiet, CPU-sized."""
+import logging
 import warnings
 
 import pytest
@@ -18,3 +19,15 @@ keep_freed_cpu_memory()
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging():
+    """Undo what a command run in-process did to the ``stvit_video`` logger (setup_logging turns
+    propagation off and adds handlers), so every test's caplog sees the package's records."""
+    yield
+    logger = logging.getLogger("stvit_video")
+    logger.propagate = True
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()

@@ -55,8 +55,17 @@ _C.TEST.ENABLE = True
 _C.TEST.DATASET = "kinetics"
 # Global mini-batch size in views.
 _C.TEST.BATCH_SIZE = 8
-# Checkpoint to test ("" = best.pyth, else last.pyth, in OUTPUT_DIR/checkpoints).
+# Checkpoint to test ("" = the one TEST.CHECKPOINT_SELECTION picks in OUTPUT_DIR/checkpoints).
 _C.TEST.CHECKPOINT_FILE_PATH = ""
+# Without TEST.CHECKPOINT_FILE_PATH: "best" (best.pyth, the best validation top-1, else
+# last.pyth) or "last" (last.pyth, as the official Video Swin recipe tests).
+_C.TEST.CHECKPOINT_SELECTION = "best"
+# The list the test job evaluates: "test" (test.csv) or "val" (val.csv; the official Kinetics
+# protocol, whose test set is unlabelled, reports the validation set).
+_C.TEST.SPLIT = "test"
+# Our checkpoints store their class names; a test list whose classnames.txt orders the same
+# names differently is an error unless this is True (then the logits are reordered by name).
+_C.TEST.REORDER_CLASSES = False
 # Format of TEST.CHECKPOINT_FILE_PATH: "native" (ours: model, classes and test transform inside;
 # its transform wins over the config) or a foreign layout as in TRAIN.CHECKPOINT_TYPE.
 _C.TEST.CHECKPOINT_TYPE = "native"
@@ -77,7 +86,8 @@ _C.TEST.TEMPORAL_SHUFFLE_CHECK = False
 # Other runs' report.json files shown beside this one in the report (e.g. the Swin baseline of
 # an STViT run); a missing one is left out with a warning.
 _C.TEST.COMPARE_WITH = []
-# Clips per video, spaced uniformly from the first to the last frame.
+# Clips per video, each centred in one of as many equal segments of the video (mmaction's
+# SampleFrames(test_mode=True)); the 1-view headline is the centre clip x centre crop.
 _C.TEST.NUM_ENSEMBLE_VIEWS = 4
 # Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side.
 _C.TEST.NUM_SPATIAL_CROPS = 3
@@ -99,10 +109,15 @@ _C.DATA.PATH_LABEL_SEPARATOR = " "
 _C.DATA.DECODING_BACKEND = "decord"
 # Frames per clip fed to the model.
 _C.DATA.NUM_FRAMES = 32
-# Temporal stride between sampled frames, in frames at DATA.TARGET_FPS.
+# Temporal stride between sampled frames, in frames at DATA.TARGET_FPS (raw frames when it is 0).
 _C.DATA.SAMPLING_RATE = 2
-# Frame rate the sampling rate refers to; clips are mapped to each video's own fps.
+# Frame rate the sampling rate refers to; clips are mapped to each video's own fps (SlowFast).
+# 0 = raw frames: every DATA.SAMPLING_RATE-th frame whatever the fps (the official Video Swin
+# recipe, mmaction's SampleFrames).
 _C.DATA.TARGET_FPS = 30
+# Clip frames past the end of a video shorter than the clip: "loop" (start again from its first
+# frame, as mmaction) or "repeat_last" (repeat the last frame).
+_C.DATA.OUT_OF_BOUND = "loop"
 # Per-channel mean and std of RGB values scaled to [0, 1].
 _C.DATA.MEAN = [0.485, 0.456, 0.406]
 _C.DATA.STD = [0.229, 0.224, 0.225]
@@ -224,6 +239,10 @@ _C.SOLVER.REFERENCE_BATCH_SIZE = 64
 _C.SOLVER.LR_SCALING = "linear"
 # Epochs of training.
 _C.SOLVER.MAX_EPOCH = 30
+# "mmcv_cosine" (the official Video Swin schedule: cosine over all epochs, stepped per epoch,
+# the linear warm-up multiplied over its start) or "warmup_cosine" (timm: linear warm-up to
+# the LR, then a smooth cosine over the remaining epochs); see stvit_video/engine/schedule.py.
+_C.SOLVER.LR_POLICY = "mmcv_cosine"
 # Epochs of linear warm-up (may be fractional).
 _C.SOLVER.WARMUP_EPOCHS = 2.5
 # Warm-up starts at this fraction of the LR (0.1 as mmcv's warm-up in the Video Swin recipe).
@@ -232,8 +251,12 @@ _C.SOLVER.WARMUP_START_FACTOR = 0.1
 _C.SOLVER.COSINE_END_FACTOR = 0.0
 # Clip the global gradient norm to this value (0 = off, as in the Video Swin recipe).
 _C.SOLVER.CLIP_GRAD_NORM = 0.0
-# Weight decay (not applied to norms, biases and layer scales).
+# Weight decay (which parameters it reaches: SOLVER.PARAM_GROUP_RULE).
 _C.SOLVER.WEIGHT_DECAY = 0.02
+# "no_decay_1d" (timm, the released STViT code: no decay on norms, biases, layer scales and bias
+# tables) or "video_swin" (the official Video Swin configs as mmcv reads them: only the
+# relative-position bias tables are exempt, and they keep LR multiplier 1.0); engine/optimizer.py.
+_C.SOLVER.PARAM_GROUP_RULE = "no_decay_1d"
 # Optimizer: "adamw" or "sgd".
 _C.SOLVER.OPTIMIZING_METHOD = "adamw"
 # SGD momentum / AdamW beta1.
@@ -291,8 +314,10 @@ _C.DIST.BACKEND = "auto"
 # torchrun's environment (env://) is used whenever it is set.
 _C.DIST.INIT_METHOD = ""
 # Seconds the start-up check (and any collective) may wait before the run fails with the rank,
-# world size and init method named.
-_C.DIST.TIMEOUT_S = 300
+# world size and init method named. Rank-0-only work (writing a checkpoint of ~1 GB for Swin-B,
+# the report, the built-in data) happens while the other ranks wait in a collective, so keep it
+# long (PyTorch's default, 30 min); a slower rank-0 step is logged with a warning.
+_C.DIST.TIMEOUT_S = 1800
 
 # ---------------------------------------------------------------------------- #
 # Run

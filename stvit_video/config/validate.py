@@ -58,7 +58,8 @@ def _check_data(cfg: CfgNode) -> None:
     for key in ("DATA.NUM_FRAMES", "DATA.SAMPLING_RATE", "DATA.TRAIN_CROP_SIZE",
                 "DATA.TEST_CROP_SIZE", "TEST.NUM_ENSEMBLE_VIEWS"):
         _positive_int(cfg, key)
-    _require(cfg.DATA.TARGET_FPS > 0, "DATA.TARGET_FPS", cfg.DATA.TARGET_FPS, "must be > 0")
+    _require(cfg.DATA.TARGET_FPS >= 0, "DATA.TARGET_FPS", cfg.DATA.TARGET_FPS,
+             "must be > 0 (a frame rate) or 0 (raw frames)")
     scales = list(cfg.DATA.TRAIN_JITTER_SCALES)
     _require(len(scales) == 2 and 0 < scales[0] <= scales[1], "DATA.TRAIN_JITTER_SCALES", scales,
              "must be [min, max] short sides with 0 < min <= max")

@@ -1,56 +1,73 @@
 """Which frames of a video make a clip: pure functions from (frame count, fps) to indices.
 
-A clip is ``num_frames`` frames taken every ``sampling_rate`` frames *at target_fps*
-(SlowFast's frame-rate normalisation). In a video recorded at ``fps``, consecutive clip frames
-are ``stride = sampling_rate * fps / target_fps`` video frames apart (a float: 25 fps video,
-rate 2 at 30 fps -> 1.667), and clip frame ``i`` is the video frame nearest to
-``start + i * stride``. The clip covers video frames ``[start, start + (num_frames - 1) *
-stride]`` (closed), so its start ranges over ``[0, max_start]`` with ``max_start = n - 1 -
-(num_frames - 1) * stride``.
+The positions follow mmaction's ``SampleFrames``, which the official Video Swin recipe uses.
 
-Videos shorter than the clip (``max_start < 0``) are not rejected: the clip starts at frame 0
-and every index past the last frame repeats the last frame; ``ClipIndices.padded`` counts them.
+Stride: a clip is ``num_frames`` frames ``stride`` video frames apart. With ``target_fps == 0``
+(the official recipe) ``stride = sampling_rate`` raw frames whatever the video's frame rate;
+with ``target_fps > 0`` (SlowFast's frame-rate normalisation) the sampling rate counts frames at
+``target_fps``, so ``stride = sampling_rate * fps / target_fps`` (a float: a 25 fps video, rate 2
+at 30 fps -> 1.667) and clip frame ``i`` is the video frame nearest to ``start + i * stride``.
 
-Test clips are spaced uniformly over the whole video: clip ``k`` of ``K`` starts at
-``k * max_start / (K - 1)``, so clip 0 starts at the first frame and clip ``K - 1`` ends at the
-last one (SlowFast's ``k * max_start / K`` never reaches the end).
+Span: a clip covers ``span = num_frames * stride`` frames (mmaction's ``clip_len *
+frame_interval``; the last ``stride - 1`` of them are not read). In a video of ``n`` frames:
+
+- train: the start is an integer drawn uniformly from ``[0, n - span]`` (0 when the video is
+  shorter than the span);
+- test, clip ``k`` of ``K`` (segment-centred, mmaction's ``test_mode=True``): with
+  ``a = (n - span + 1) / K`` the clip starts at ``int(k * a + a / 2)``, i.e. in the middle of
+  the k-th of K equal segments of the possible starts (0 when ``n < span``). For ``K = 1`` this
+  is the centre clip, which validation uses. For 300 frames, 32 x 2 (span 64), ``a = 237 / K``:
+  K = 1 -> start 118; K = 2 -> 59, 177; K = 4 -> 29, 88, 148, 207.
+
+Videos shorter than the clip are not rejected: indices past the last frame loop back to the
+start (``out_of_bound="loop"``, index modulo ``n``, as mmaction) or repeat the last frame
+(``"repeat_last"``); :attr:`ClipIndices.padded` counts them.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-__all__ = ["ClipIndices", "ClipSpec", "centre_clip", "clip_at", "random_clip", "uniform_clip"]
+__all__ = ["OUT_OF_BOUND_POLICIES", "ClipIndices", "ClipSpec", "centre_clip", "clip_at", "clip_starts", "random_clip",
+           "segment_clip"]
+
+# DATA.OUT_OF_BOUND choices
+OUT_OF_BOUND_POLICIES = ("loop", "repeat_last")
 
 
 class ClipSpec(NamedTuple):
-    """Temporal shape of a clip (``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE``, ``DATA.TARGET_FPS``)."""
+    """Temporal shape of a clip (``DATA.NUM_FRAMES``, ``DATA.SAMPLING_RATE``, ``DATA.TARGET_FPS``,
+    ``DATA.OUT_OF_BOUND``); ``target_fps`` 0 means raw frames."""
 
     num_frames: int
     sampling_rate: int
     target_fps: float
+    out_of_bound: str = "loop"
 
     def stride(self, fps: float) -> float:
         """Video frames between two clip frames in a video recorded at ``fps``."""
+        if self.target_fps == 0:
+            return float(self.sampling_rate)
         if fps <= 0:
             raise ValueError(f"frame rate must be > 0, got {fps}")
         return self.sampling_rate * fps / self.target_fps
 
-    def max_start(self, video_frames: int, fps: float) -> float:
-        """Latest start (in video frames) that keeps the clip inside the video; < 0 if too short."""
-        return video_frames - 1 - (self.num_frames - 1) * self.stride(fps)
+    def span(self, fps: float) -> float:
+        """Video frames a clip covers, ``num_frames * stride`` (mmaction's ``clip_len * frame_interval``)."""
+        return self.num_frames * self.stride(fps)
 
 
 class ClipIndices(NamedTuple):
     """A sampled clip.
 
     Attributes:
-        indices: int64 array (num_frames,) of video frame indices in ``[0, video_frames)``,
-            non-decreasing.
+        indices: int64 array (num_frames,) of video frame indices in ``[0, video_frames)``.
         clip_index: which of the test clips this is (0 in train and val).
-        padded: how many trailing indices repeat the last frame because the video is too short.
+        padded: how many indices fell past the last frame (looped or repeated) because the
+            video is shorter than the clip.
     """
 
     indices: np.ndarray
@@ -59,40 +76,52 @@ class ClipIndices(NamedTuple):
 
 
 def clip_at(spec: ClipSpec, video_frames: int, fps: float, start: float, clip_index: int = 0) -> ClipIndices:
-    """The clip of ``spec`` starting at video frame ``start`` (a float; see the module doc)."""
+    """The clip of ``spec`` starting at video frame ``start`` (see the module doc)."""
     if video_frames < 1:
         raise ValueError(f"a video needs >= 1 frame, got {video_frames}")
+    if spec.out_of_bound not in OUT_OF_BOUND_POLICIES:
+        raise ValueError(f"out_of_bound {spec.out_of_bound!r}: use one of {', '.join(OUT_OF_BOUND_POLICIES)}")
     positions = start + np.arange(spec.num_frames, dtype=np.float64) * spec.stride(fps)
     # floor(x + 0.5): nearest frame, halves rounded up (np.round would round halves to even)
     nearest = np.floor(positions + 0.5).astype(np.int64)
-    padded = int((nearest > video_frames - 1).sum())
-    return ClipIndices(np.clip(nearest, 0, video_frames - 1), clip_index, padded)
+    past_end = nearest > video_frames - 1
+    if spec.out_of_bound == "loop":
+        indices = nearest % video_frames
+    else:
+        indices = np.minimum(nearest, video_frames - 1)
+    return ClipIndices(indices, clip_index, int(past_end.sum()))
 
 
 def random_clip(spec: ClipSpec, video_frames: int, fps: float,
                 generator: torch.Generator | None = None) -> ClipIndices:
-    """Training: a clip starting uniformly at random in ``[0, max_start]``.
+    """Training: a clip starting at an integer drawn uniformly from ``[0, n - span]``.
 
-    Uses torch's generator (the global one by default), which the DataLoader seeds per worker.
+    Uses torch's generator (the global one by default), which the dataset seeds per item.
     """
-    max_start = max(spec.max_start(video_frames, fps), 0.0)
-    start = float(torch.rand((), generator=generator)) * max_start
+    starts = math.floor(video_frames - spec.span(fps) + 1)
+    start = int(torch.randint(starts, (), generator=generator)) if starts > 0 else 0
     return clip_at(spec, video_frames, fps, start)
 
 
-def centre_clip(spec: ClipSpec, video_frames: int, fps: float) -> ClipIndices:
-    """Validation: the clip in the middle of the video."""
-    return clip_at(spec, video_frames, fps, max(spec.max_start(video_frames, fps), 0.0) / 2)
+def clip_starts(spec: ClipSpec, video_frames: int, fps: float, num_clips: int) -> list[int]:
+    """Start frames of the ``num_clips`` segment-centred test clips (mmaction's test mode)."""
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be >= 1, got {num_clips}")
+    span = spec.span(fps)
+    if video_frames <= span - 1:
+        return [0] * num_clips
+    interval = (video_frames - span + 1) / num_clips
+    # float64 as mmaction computes it, so the same frames are chosen
+    return [int(k * interval + interval / 2.0) for k in range(num_clips)]
 
 
-def uniform_clip(spec: ClipSpec, video_frames: int, fps: float, clip_index: int, num_clips: int) -> ClipIndices:
-    """Test: clip ``clip_index`` of ``num_clips`` spaced uniformly from the first to the last frame.
-
-    With ``num_clips == 1`` this is the centre clip.
-    """
+def segment_clip(spec: ClipSpec, video_frames: int, fps: float, clip_index: int, num_clips: int) -> ClipIndices:
+    """Test: clip ``clip_index`` of ``num_clips``, centred in its segment (see the module doc)."""
     if not 0 <= clip_index < num_clips:
         raise IndexError(f"clip_index {clip_index} outside [0, {num_clips})")
-    if num_clips == 1:
-        return centre_clip(spec, video_frames, fps)
-    max_start = max(spec.max_start(video_frames, fps), 0.0)
-    return clip_at(spec, video_frames, fps, clip_index * max_start / (num_clips - 1), clip_index)
+    return clip_at(spec, video_frames, fps, clip_starts(spec, video_frames, fps, num_clips)[clip_index], clip_index)
+
+
+def centre_clip(spec: ClipSpec, video_frames: int, fps: float) -> ClipIndices:
+    """Validation (and the 1-view test headline): the one segment-centred clip."""
+    return segment_clip(spec, video_frames, fps, 0, 1)

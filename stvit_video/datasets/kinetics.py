@@ -44,7 +44,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import torch
 from fvcore.common.config import CfgNode
 
-from stvit_video.datasets.clip_sampling import ClipIndices, ClipSpec, centre_clip, random_clip, uniform_clip
+from stvit_video.datasets.clip_sampling import ClipIndices, ClipSpec, centre_clip, random_clip, segment_clip
 from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
@@ -52,7 +52,7 @@ from stvit_video.utils.errors import DataError
 from stvit_video.utils.seed import seeded_rng
 
 __all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
-           "clip_dataset"]
+           "clip_dataset", "list_split"]
 
 # (video_frames, fps, clip_index) -> clip
 ClipSampler = Callable[[int, float, int], ClipIndices]
@@ -229,29 +229,44 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 f"{self.num_crops} crops, backend={self.backend}, transform={self.transform!r})")
 
 
-def build_kinetics(cfg: CfgNode, split: str) -> VideoClipDataset:
-    """Kinetics-style dataset of ``split`` ("train", "val" or "test") from the config.
+def list_split(cfg: CfgNode, split: str) -> str:
+    """The list a role reads: ``TEST.SPLIT`` for the test job ("val" in the Kinetics configs,
+    whose official test set is unlabelled), else the role's own list."""
+    return cfg.TEST.SPLIT if split == "test" else split
+
+
+def build_kinetics(cfg: CfgNode, split: str, *, views: tuple[int, int] | None = None) -> VideoClipDataset:
+    """Kinetics-style dataset of ``split`` ("train", "val" or "test": the clip sampling,
+    transform and views of that role) from the config; the test role reads the list of
+    ``TEST.SPLIT`` (:func:`list_split`).
 
     Reads ``DATA.*`` (list, decoding, clip, crops), ``TEST.NUM_ENSEMBLE_VIEWS`` /
     ``TEST.NUM_SPATIAL_CROPS``, ``AUG.NUM_SAMPLE`` / ``AUG.AA_TYPE`` (train only),
     ``DATA_LOADER.NUM_RETRIES``. ``DATA.MEAN`` / ``DATA.STD`` and random erasing belong to
     :func:`~stvit_video.datasets.device_transforms.build_device_transform`.
+
+    Args:
+        views: test only: ``(clips, crops)`` instead of the config's (``(1, 1)``: the centre
+            clip x centre crop).
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
     data = cfg.DATA
-    videos = load_split(data.PATH_TO_DATA_DIR, split, num_classes=cfg.MODEL.NUM_CLASSES,
+    videos = load_split(data.PATH_TO_DATA_DIR, list_split(cfg, split), num_classes=cfg.MODEL.NUM_CLASSES,
                         separator=data.PATH_LABEL_SEPARATOR, path_prefix=data.PATH_PREFIX)
-    return clip_dataset(cfg, split, videos)
+    return clip_dataset(cfg, split, videos, views=views)
 
 
-def clip_dataset(cfg: CfgNode, split: str, videos: VideoList) -> VideoClipDataset:
+def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
+                 views: tuple[int, int] | None = None) -> VideoClipDataset:
     """The dataset of ``split``'s clips, transforms and views (as :func:`build_kinetics`) over
     the given ``videos``: e.g. files named on a command line, for prediction."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
+    if views is not None and split != "test":
+        raise ValueError(f"{split}: only the test role takes other views, got {views}")
     data = cfg.DATA
-    spec = ClipSpec(data.NUM_FRAMES, data.SAMPLING_RATE, data.TARGET_FPS)
+    spec = ClipSpec(data.NUM_FRAMES, data.SAMPLING_RATE, data.TARGET_FPS, data.OUT_OF_BOUND)
     num_clips = num_crops = num_samples = 1
     # module-level functions and partials, not lambdas: spawned workers must pickle them
     if split == "train":
@@ -267,12 +282,13 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList) -> VideoClipDatase
         transform = EvalTransform(short_side=data.TRAIN_JITTER_SCALES[0], crop_size=data.TRAIN_CROP_SIZE)
         crop = data.TRAIN_CROP_SIZE
     else:
-        num_clips, num_crops = cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS
+        num_clips, num_crops = views or (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
         sampler = functools.partial(_test_clip, spec, num_clips)
         transform = EvalTransform(short_side=data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
         crop = data.TEST_CROP_SIZE
     return VideoClipDataset(
-        videos.records, name=f"kinetics {split}", backend=data.DECODING_BACKEND, sample_clip=sampler,
+        videos.records, name=f"kinetics {split}" if split == list_split(cfg, split) else
+        f"kinetics {split} ({list_split(cfg, split)} list)", backend=data.DECODING_BACKEND, sample_clip=sampler,
         transform=transform, num_clips=num_clips, num_crops=num_crops, num_samples=num_samples,
         retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test",
                           retry_transient=split == "train"),
@@ -289,17 +305,18 @@ def _val_clip(spec: ClipSpec, video_frames: int, fps: float, clip_index: int) ->
 
 
 def _test_clip(spec: ClipSpec, num_clips: int, video_frames: int, fps: float, clip_index: int) -> ClipIndices:
-    return uniform_clip(spec, video_frames, fps, clip_index, num_clips)
+    return segment_clip(spec, video_frames, fps, clip_index, num_clips)
 
 
-# TRAIN.DATASET / TEST.DATASET -> factory (cfg, split) -> dataset
-DATASETS: dict[str, Callable[[CfgNode, str], VideoClipDataset]] = {"kinetics": build_kinetics}
+# TRAIN.DATASET / TEST.DATASET -> factory (cfg, split, *, views) -> dataset
+DATASETS: dict[str, Callable[..., VideoClipDataset]] = {"kinetics": build_kinetics}
 
 
-def build_dataset(cfg: CfgNode, split: str) -> VideoClipDataset:
-    """The dataset of ``split``, from ``TRAIN.DATASET`` (train/val) or ``TEST.DATASET`` (test)."""
+def build_dataset(cfg: CfgNode, split: str, *, views: tuple[int, int] | None = None) -> VideoClipDataset:
+    """The dataset of ``split``, from ``TRAIN.DATASET`` (train/val) or ``TEST.DATASET`` (test);
+    ``views`` as in :func:`build_kinetics`."""
     key = "TEST.DATASET" if split == "test" else "TRAIN.DATASET"
     name = cfg.TEST.DATASET if split == "test" else cfg.TRAIN.DATASET
     if name not in DATASETS:
         raise DataError(f"{key} = {name!r}: unknown dataset; use one of {', '.join(DATASETS)}")
-    return DATASETS[name](cfg, split)
+    return DATASETS[name](cfg, split, views=views)

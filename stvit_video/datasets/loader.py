@@ -13,9 +13,11 @@ Samplers, per split, with ``R`` ranks:
   to a multiple of ``R`` and split into ``R`` disjoint shards of equal length (every rank runs
   the same number of steps); each index comes with its own seed, from which the item draws its
   clip and augmentation. So an epoch's data (order and augmentations) depend only on the
-  seed and the epoch: not on the number of workers, and a run resumed in the middle of an
-  epoch (``set_loader_epoch(loader, epoch, start_batch)``) sees exactly what the
-  uninterrupted run saw. The loader drops the last incomplete batch.
+  seed and the epoch: not on the number of workers nor the number of ranks. Global step ``j``
+  of batch ``b`` per rank consumes the permutation's positions ``[j * b * R, (j + 1) * b * R)``,
+  so a run resumed in the middle of an epoch (``set_loader_epoch(loader, epoch, position)``,
+  ``position`` = items the epoch already consumed) sees exactly what the uninterrupted run saw,
+  also with another batch size or number of ranks. The loader drops the last incomplete batch.
 - val and test: :class:`ShardSampler`: rank ``r`` gets items ``r, r + R, r + 2R, ...``, with
   no padding, so every view is evaluated exactly once over all ranks (``DistributedSampler``
   pads with duplicates, which counts some views twice). Ranks may get one batch more or
@@ -55,8 +57,8 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from stvit_video.datasets.decoder import quiet_native_logging
 from stvit_video.datasets.kinetics import VideoClipDataset, VideoSample, build_dataset
 
-__all__ = ["ShardSampler", "TrainSampler", "VideoBatch", "VideoLoader", "collate_samples", "construct_loader", "init_worker",
-           "seed_worker", "set_loader_epoch"]
+__all__ = ["EpochPlan", "ShardSampler", "TrainSampler", "VideoBatch", "VideoLoader", "collate_samples",
+           "construct_loader", "epoch_plan", "init_worker", "seed_worker", "set_loader_epoch"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +138,13 @@ class TrainSampler(Sampler[tuple[int, int]]):
 
     Epoch ``e`` uses the permutation of ``torch.randperm(num_items)`` seeded with
     ``(seed, e)``, padded by repeating its start to a multiple of ``num_replicas`` (as
-    ``DistributedSampler``) and strided: rank ``r`` gets positions ``r, r + R, ...``. Each
-    item's seed is a function of ``(seed, e, position)``; :class:`VideoClipDataset` draws
-    the clip and augmentation of the item from it.
+    ``DistributedSampler``; :attr:`items_per_epoch` positions) and strided from ``start``:
+    rank ``r`` gets positions ``start + r, start + r + R, ...``. Each item's seed is a function
+    of ``(seed, e, position)``; :class:`VideoClipDataset` draws the clip and augmentation of the
+    item from it, so a position gives the same sample whatever the number of ranks.
 
-    Call :meth:`set_epoch` before iterating; ``start`` skips the first ``start`` items of the
-    shard (resuming inside an epoch) and shortens ``len()`` accordingly.
+    Call :meth:`set_epoch` before iterating; ``start`` (a global position, the items the epoch
+    already consumed on all ranks together) resumes inside an epoch and shortens ``len()``.
     """
 
     def __init__(self, num_items: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
@@ -153,10 +156,15 @@ class TrainSampler(Sampler[tuple[int, int]]):
         self.per_rank = -(-num_items // num_replicas)
         self.epoch, self.start = 0, 0
 
+    @property
+    def items_per_epoch(self) -> int:
+        """Positions of an epoch on all ranks together (the padded permutation)."""
+        return self.per_rank * self.num_replicas
+
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Use epoch ``epoch``'s order, from the ``start``-th item of this rank's shard."""
-        if not 0 <= start <= self.per_rank:
-            raise ValueError(f"start {start} outside [0, {self.per_rank}] items of the shard")
+        """Use epoch ``epoch``'s order, from global position ``start`` (items already consumed)."""
+        if not 0 <= start <= self.items_per_epoch:
+            raise ValueError(f"start {start} outside [0, {self.items_per_epoch}] positions of the epoch")
         self.epoch, self.start = epoch, start
 
     def _item_seed(self, position: int) -> int:
@@ -165,12 +173,14 @@ class TrainSampler(Sampler[tuple[int, int]]):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self._item_seed(-1))  # no position is -1
         order = torch.randperm(self.num_items, generator=generator).tolist()
-        order += order[: self.per_rank * self.num_replicas - self.num_items]  # pad to equal shards
-        positions = range(self.rank + self.start * self.num_replicas, len(order), self.num_replicas)
-        return iter([(order[p], self._item_seed(p)) for p in positions])
+        order += order[: self.items_per_epoch - self.num_items]  # pad to equal shards
+        return iter([(order[p], self._item_seed(p)) for p in self._positions()])
+
+    def _positions(self) -> range:
+        return range(self.start + self.rank, self.items_per_epoch, self.num_replicas)
 
     def __len__(self) -> int:
-        return self.per_rank - self.start
+        return len(self._positions())
 
 
 def seed_worker(worker_id: int) -> None:
@@ -265,11 +275,33 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
     )
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
-    """Position a training loader at ``epoch``, skipping its first ``start_batch`` batches
-    (without loading them) when a run resumes inside an epoch."""
+def set_loader_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
+    """Position a training loader at ``epoch``, from global position ``start`` (the items all
+    ranks consumed before), without loading the skipped items, when a run resumes mid-epoch."""
     if isinstance(loader.sampler, TrainSampler):
-        loader.sampler.set_epoch(epoch, start_batch * loader.batch_size)
-    elif start_batch:
-        raise ValueError(f"set_loader_epoch: a {type(loader.sampler).__name__} cannot start at batch {start_batch}")
+        loader.sampler.set_epoch(epoch, start)
+    elif start:
+        raise ValueError(f"set_loader_epoch: a {type(loader.sampler).__name__} cannot start at position {start}")
+
+
+class EpochPlan(NamedTuple):
+    """How a training loader walks an epoch, over all ranks (what the trainer counts in).
+
+    Attributes:
+        items_per_batch: items one loader batch takes on all ranks (per-rank batch x ranks).
+        items_per_epoch: positions of the epoch (the padded permutation).
+        num_items: items of the data set (videos in train).
+    """
+
+    items_per_batch: int
+    items_per_epoch: int
+    num_items: int
+
+
+def epoch_plan(loader: DataLoader) -> EpochPlan:
+    """The :class:`EpochPlan` of a training loader built by :func:`construct_loader`."""
+    sampler = loader.sampler
+    if not isinstance(sampler, TrainSampler):
+        raise ValueError(f"epoch_plan: a training loader has a TrainSampler, not a {type(sampler).__name__}")
+    return EpochPlan(loader.batch_size * sampler.num_replicas, sampler.items_per_epoch, sampler.num_items)
 

@@ -38,7 +38,7 @@ from stvit_video.utils.errors import ConfigError
 
 __all__ = [
     "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
-    "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
+    "CROP_CHOICES", "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
     "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
 
@@ -224,6 +224,8 @@ class TrainTransform:
 
 # crops per test clip -> spatial indices of uniform_crop
 _CROPS = {1: (1,), 3: (0, 1, 2)}
+# TEST.NUM_SPATIAL_CROPS choices: the centre crop, or left / centre / right along the long side
+CROP_CHOICES = tuple(_CROPS)
 
 
 class EvalTransform:

@@ -27,6 +27,7 @@ split lacks a class.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -34,7 +35,7 @@ from typing import NamedTuple, Sequence
 from stvit_video.utils.errors import DataError
 
 __all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "full_class_names", "load_split",
-           "read_class_folders", "read_class_names", "read_csv_list"]
+           "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
 
 SPLITS = ("train", "val", "test")
 # Ordered class names next to the CSV lists, one per line (written by data_prep).
@@ -63,6 +64,15 @@ class VideoList(NamedTuple):
     records: list[VideoRecord]
     class_names: list[str] | None
     source: str
+
+
+def records_digest(records: Sequence[VideoRecord]) -> str:
+    """SHA-256 of the rows (``path<TAB>label`` lines, in order): the same for a CSV list and the
+    class folders it was made from, so reports can tell whether two runs used the same list."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(f"{record.path}\t{record.label}\n".encode("utf-8"))
+    return digest.hexdigest()
 
 
 def read_csv_list(path: str | os.PathLike, *, num_classes: int, separator: str = " ",

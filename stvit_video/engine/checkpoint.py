@@ -12,28 +12,40 @@ Format (``format_version`` 1): a dict, readable with ``torch.load(weights_only=T
     optimizer       ``optimizer.state_dict()``
     scaler          ``GradScaler.state_dict()``, or None (bf16 / fp32 training)
     epoch           completed epochs (0-based index of the epoch to run next)
-    iter_in_epoch   iterations done in epoch ``epoch``; 0 at an epoch boundary
+    iter_in_epoch   loader iterations done in epoch ``epoch``; 0 at an epoch boundary
     global_step     optimizer steps since the start of training
-    rng             :func:`capture_rng_state` of the saving rank (rank 0)
+    position        where the epoch stands in samples, or None (files of older versions):
+                    ``samples_in_epoch`` (items of the epoch consumed by all ranks),
+                    ``items_per_step``, ``items_per_epoch``, ``num_items`` (training videos),
+                    ``world_size``, ``accum_steps``, ``batch_size`` (global), ``seed``
+    rng             :func:`capture_rng_state` of rank 0
+    rng_ranks       :func:`capture_rng_state` of every rank, in rank order, or None
     cfg             the merged config, as YAML text
     class_names     list[str] in class-id order, or None
     test_transform  dict: mean, std (lists of 3 floats), short_side, crop, num_frames,
-                    sampling_rate, target_fps (float or None), num_clips, num_crops
+                    sampling_rate, target_fps (float; 0 = raw frames), num_clips, num_crops,
+                    out_of_bound (absent in files of older versions)
     arch            dict: ``name`` (the model constructor) and ``kwargs`` (its keyword
                     arguments), enough to rebuild the model without the config
     best_metric     float, the best validation metric so far, or None
     extra           dict, for fields added later without a version bump
 
-RNG: only rank 0 saves, so ``rng`` holds rank 0's Python, NumPy, torch CPU and CUDA states.
-On resume, rank 0 restores them (:func:`restore_rng_state`) and the other ranks re-seed
-deterministically from the seed, their rank and the epoch.
+RNG: every rank's Python, NumPy, torch CPU and CUDA (its own device) states are gathered into
+``rng_ranks`` when a checkpoint is written; on resume each rank restores its own
+(:func:`restore_rng_state`), so a killed multi-process run resumes exactly. With another number
+of ranks (or a file without ``rng_ranks``) rank 0 restores ``rng`` and the others re-seed
+deterministically from the seed, their rank and the step.
 
 Files in the checkpoint folder (:func:`save_training_checkpoint`)::
 
-    checkpoint_epoch_00003.pyth              after epoch 3 (1-based, as SlowFast)
-    checkpoint_epoch_00004_iter_000500.pyth  during epoch 4, after 500 of its iterations
-    last.pyth                                a copy of the newest numbered file
-    best.pyth                                a copy of the file with the best metric
+    checkpoint_epoch_00003.pyth                 after epoch 3 (1-based, as SlowFast)
+    checkpoint_epoch_00004_sample_00032000.pyth during epoch 4, after 32000 of its samples
+    last.pyth                                   a copy of the newest numbered file
+    best.pyth                                   a copy of the file with the best metric
+
+Mid-epoch files count samples (dataset items of all ranks), not iterations, so their order is
+the training order even when a resumed run changed the batch size; ``_iter_`` names of older
+versions still parse and order before the sample names of their epoch.
 
 Every file is written atomically (:func:`save_checkpoint`): a killed process leaves the
 previous file intact and at worst a ``*.tmp-*`` file, which nothing reads.
@@ -48,7 +60,7 @@ import os
 import random
 import re
 import shutil
-import tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
@@ -58,13 +70,15 @@ import torch
 from torch import nn
 
 from stvit_video.models.conversion import key_problems
+from stvit_video.utils.atomic import TMP_MARK, atomic_write
 from stvit_video.utils.errors import CheckpointError
 
 __all__ = [
-    "FORMAT_VERSION", "STATE_KEYS", "TEST_TRANSFORM_KEYS", "CheckpointName", "InferenceCheckpoint",
+    "FORMAT_VERSION", "OPTIONAL_TRANSFORM_KEYS", "POSITION_KEYS", "STATE_KEYS", "TEST_TRANSFORM_KEYS",
+    "CheckpointName", "InferenceCheckpoint",
     "ResumePoint", "build_checkpoint_state", "capture_rng_state", "checkpoint_name", "clean_temp_files",
     "file_sha256", "find_resumable", "list_checkpoints", "load_for_inference", "load_for_resume",
-    "parse_checkpoint_name", "restore_rng_state", "save_checkpoint", "save_training_checkpoint",
+    "parse_checkpoint_name", "read_resume_state", "restore_rng_state", "save_checkpoint", "save_training_checkpoint",
     "unwrap_model",
 ]
 
@@ -73,14 +87,18 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 FORMAT_VERSION = 1
 STATE_KEYS = ("format_version", "model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step",
-              "rng", "cfg", "class_names", "test_transform", "arch", "best_metric", "extra")
+              "position", "rng", "rng_ranks", "cfg", "class_names", "test_transform", "arch", "best_metric", "extra")
 RESUME_KEYS = ("model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step", "best_metric")
 INFERENCE_KEYS = ("model", "class_names", "test_transform", "arch", "cfg", "epoch")
 TEST_TRANSFORM_KEYS = ("mean", "std", "short_side", "crop", "num_frames", "sampling_rate", "target_fps",
-                       "num_clips", "num_crops")
+                       "num_clips", "num_crops", "out_of_bound")
+# keys of the test transform that files of older versions may lack (the config's value is used)
+OPTIONAL_TRANSFORM_KEYS = ("out_of_bound",)
+POSITION_KEYS = ("samples_in_epoch", "items_per_step", "items_per_epoch", "num_items", "world_size", "accum_steps",
+                 "batch_size", "seed")
 LAST_NAME, BEST_NAME = "last.pyth", "best.pyth"
-_NAME = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_iter_(\d{6,}))?\.pyth$")
-_TMP_MARK = ".tmp-"
+_NAME = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_(iter|sample)_(\d{6,}))?\.pyth$")
+_TMP_MARK = TMP_MARK
 _FOREIGN_HINT = ("if it holds weights in another layout, load it as pretrained weights with "
                  "TRAIN.CHECKPOINT_TYPE video_swin (official Video Swin / mmaction) or swin2d (ImageNet Swin)")
 
@@ -93,40 +111,53 @@ class CheckpointName(NamedTuple):
 
     Attributes:
         epoch: the 1-based epoch in the name.
-        iter: iterations done in that epoch for a mid-epoch file, None for an end-of-epoch file.
+        samples: samples (all ranks) done in that epoch for a mid-epoch file, None for an
+            end-of-epoch file.
+        unit: ``"sample"``; ``"iter"`` for the iteration counts older versions wrote.
     """
 
     epoch: int
-    iter: Optional[int]
+    samples: Optional[int]
+    unit: str = "sample"
 
     @property
-    def progress(self) -> tuple[int, int]:
-        """``(completed epochs, iterations into the next)``: orders files by training progress."""
-        return (self.epoch, 0) if self.iter is None else (self.epoch - 1, self.iter)
+    def progress(self) -> tuple[int, int, int]:
+        """Orders files by training progress: ``(completed epochs, unit rank, count)``."""
+        if self.samples is None:
+            return (self.epoch, 0, 0)
+        return (self.epoch - 1, 1 if self.unit == "sample" else 0, self.samples)
 
 
-def checkpoint_name(epoch: int, iter_in_epoch: Optional[int] = None) -> str:
+def checkpoint_name(epoch: int, samples: Optional[int] = None) -> str:
     """``checkpoint_epoch_{epoch:05d}.pyth`` after 1-based ``epoch``, or
-    ``checkpoint_epoch_{epoch:05d}_iter_{iter:06d}.pyth`` during it, after ``iter_in_epoch``
-    iterations."""
-    if epoch < 0 or (iter_in_epoch is not None and (epoch < 1 or iter_in_epoch < 1)):
-        raise ValueError(f"checkpoint: no file name for epoch {epoch}, iteration {iter_in_epoch}")
-    if iter_in_epoch is None:
+    ``checkpoint_epoch_{epoch:05d}_sample_{samples:08d}.pyth`` during it, after ``samples``
+    samples (all ranks)."""
+    if epoch < 0 or (samples is not None and (epoch < 1 or samples < 1)):
+        raise ValueError(f"checkpoint: no file name for epoch {epoch}, {samples} samples")
+    if samples is None:
         return f"checkpoint_epoch_{epoch:05d}.pyth"
-    return f"checkpoint_epoch_{epoch:05d}_iter_{iter_in_epoch:06d}.pyth"
+    return f"checkpoint_epoch_{epoch:05d}_sample_{samples:08d}.pyth"
 
 
 def parse_checkpoint_name(name: str) -> Optional[CheckpointName]:
-    """The (epoch, iter) of a numbered file name (a path's last part is used), else None."""
+    """What a numbered file name says (a path's last part is used), else None."""
     match = _NAME.match(Path(name).name)
     if match is None:
         return None
-    return CheckpointName(int(match.group(1)), None if match.group(2) is None else int(match.group(2)))
+    if match.group(2) is None:
+        return CheckpointName(int(match.group(1)), None)
+    return CheckpointName(int(match.group(1)), int(match.group(3)), match.group(2))
 
 
 def _name_for_state(state: Mapping[str, Any]) -> str:
     epoch, it = int(state["epoch"]), int(state["iter_in_epoch"])
-    return checkpoint_name(epoch) if it == 0 else checkpoint_name(epoch + 1, it)
+    position = state.get("position")
+    samples = int(position["samples_in_epoch"]) if position else 0
+    if it == 0 and samples == 0:
+        return checkpoint_name(epoch)
+    if not position:
+        return f"checkpoint_epoch_{epoch + 1:05d}_iter_{it:06d}.pyth"
+    return checkpoint_name(epoch + 1, samples)
 
 
 def list_checkpoints(folder: PathLike) -> list[tuple[CheckpointName, Path]]:
@@ -165,28 +196,35 @@ def file_sha256(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
 def capture_rng_state() -> dict[str, Any]:
     """This process's Python, NumPy, torch CPU and (if initialised) CUDA generator states.
 
+    Only the current CUDA device's state is read: a rank uses one device, and touching the
+    others would create a context (and take memory) on every GPU of the node.
+
     Returns:
         ``{"python": [version, [625 ints], gauss_next], "numpy": {"name", "keys" (624 ints),
-        "pos", "has_gauss", "cached_gaussian"}, "torch": uint8 tensor, "cuda": [uint8 tensor
-        per device] or None}``, all readable with ``weights_only=True``.
+        "pos", "has_gauss", "cached_gaussian"}, "torch": uint8 tensor, "cuda": [uint8 tensor of
+        the current device] or None, "cuda_device": its index or None}``, all readable with
+        ``weights_only=True``.
     """
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    cuda = None
+    cuda, cuda_device = None, None
     # reading CUDA states would initialise CUDA in a process that never used it
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        cuda = [s.clone() for s in torch.cuda.get_rng_state_all()]
+        cuda_device = torch.cuda.current_device()
+        cuda = [torch.cuda.get_rng_state(cuda_device).clone()]
     return {
         "python": [int(version), [int(v) for v in internal], None if gauss is None else float(gauss)],
         "numpy": {"name": str(name), "keys": [int(k) for k in keys], "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
         "cuda": cuda,
+        "cuda_device": cuda_device,
     }
 
 
 def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore the states of :func:`capture_rng_state`; CUDA states only where devices exist."""
+    """Restore the states of :func:`capture_rng_state` in this process; the CUDA state goes to
+    the current device (the same rank's device, or its counterpart on another node)."""
     try:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
@@ -198,12 +236,11 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         raise CheckpointError(f"checkpoint: the saved RNG state is malformed: {e}") from e
     cuda = state.get("cuda")
     if cuda and torch.cuda.is_available():
-        count = torch.cuda.device_count()
-        if len(cuda) != count:
-            logger.warning("checkpoint: RNG states of %d CUDA devices saved, %d visible; restoring the first %d",
-                           len(cuda), count, min(len(cuda), count))
-        for index, device_state in enumerate(cuda[:count]):
-            torch.cuda.set_rng_state(device_state, index)
+        device = torch.cuda.current_device()
+        if state.get("cuda_device") is not None:
+            torch.cuda.set_rng_state(cuda[0], device)
+        elif device < len(cuda):  # older files held every visible device's state
+            torch.cuda.set_rng_state(cuda[device], device)
 
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
@@ -244,7 +281,8 @@ def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.
                            cfg_text: str, class_names: Optional[Sequence[str]], test_transform: Mapping[str, Any],
                            arch: Mapping[str, Any], best_metric: Optional[float],
                            extra: Optional[Mapping[str, Any]] = None,
-                           rng: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+                           rng: Optional[Mapping[str, Any]] = None, position: Optional[Mapping[str, int]] = None,
+                           rng_ranks: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
     """The documented checkpoint dict (see the module docstring), ``format_version`` first.
 
     Args:
@@ -258,7 +296,10 @@ def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.
         arch: ``{"name": constructor name, "kwargs": {...}}``.
         best_metric: best validation metric so far, or None.
         extra: further plain values.
-        rng: default :func:`capture_rng_state` of this process.
+        rng: default :func:`capture_rng_state` of this process (rank 0).
+        position: the keys of :data:`POSITION_KEYS` (where the epoch stands in samples), or None.
+        rng_ranks: every rank's :func:`capture_rng_state`, in rank order (``rng_ranks[0]`` is
+            also ``rng`` when ``rng`` is not given), or None.
     """
     missing = [k for k in TEST_TRANSFORM_KEYS if k not in test_transform]
     if missing:
@@ -267,6 +308,10 @@ def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.
         raise ValueError(f"checkpoint: arch must be {{'name': str, 'kwargs': dict}}, got keys {sorted(arch)}")
     if epoch < 0 or iter_in_epoch < 0 or global_step < 0:
         raise ValueError(f"checkpoint: negative progress (epoch {epoch}, iter {iter_in_epoch}, step {global_step})")
+    if position is not None and sorted(position) != sorted(POSITION_KEYS):
+        raise ValueError(f"checkpoint: position must have the keys {list(POSITION_KEYS)}, got {sorted(position)}")
+    if rng is None:
+        rng = rng_ranks[0] if rng_ranks else capture_rng_state()
     return {
         "format_version": FORMAT_VERSION,
         "model": unwrap_model(model).state_dict(),
@@ -275,7 +320,9 @@ def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.
         "epoch": int(epoch),
         "iter_in_epoch": int(iter_in_epoch),
         "global_step": int(global_step),
-        "rng": dict(rng) if rng is not None else capture_rng_state(),
+        "position": None if position is None else {k: int(position[k]) for k in POSITION_KEYS},
+        "rng": dict(rng),
+        "rng_ranks": None if rng_ranks is None else [dict(r) for r in rng_ranks],
         "cfg": str(cfg_text),
         "class_names": None if class_names is None else [str(c) for c in class_names],
         "test_transform": dict(test_transform),
@@ -283,37 +330,6 @@ def build_checkpoint_state(*, model: nn.Module, optimizer: Optional[torch.optim.
         "best_metric": None if best_metric is None else float(best_metric),
         "extra": dict(extra or {}),
     }
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (POSIX; directories cannot be opened on Windows)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> Path:
-    """Write through ``write(file)`` into a temporary file next to ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}{_TMP_MARK}{os.getpid()}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # also KeyboardInterrupt: never leave the temporary file behind
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def save_checkpoint(path: PathLike, state: Mapping[str, Any]) -> Path:
@@ -329,12 +345,12 @@ def save_checkpoint(path: PathLike, state: Mapping[str, Any]) -> Path:
             ``torch.load(weights_only=True)`` would refuse (the message names it).
     """
     _check_state(state)
-    return _atomic_write(Path(path), lambda f: torch.save(state, f))
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _copy_atomic(source: Path, target: Path) -> Path:
     with open(source, "rb") as src:
-        return _atomic_write(target, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+        return atomic_write(target, lambda f: shutil.copyfileobj(src, f, 1 << 20))
 
 
 def clean_temp_files(folder: PathLike) -> list[Path]:
@@ -352,8 +368,8 @@ def save_training_checkpoint(folder: PathLike, state: Mapping[str, Any], *, is_b
                              keep_mid_epoch: int = 1) -> Path:
     """Write the numbered file of ``state``, then ``last.pyth``, then ``best.pyth`` if ``is_best``.
 
-    The name follows the progress in ``state``: ``iter_in_epoch == 0`` -> the epoch file of
-    ``epoch`` (completed epochs), else the mid-epoch file of 1-based epoch ``epoch + 1``.
+    The name follows the progress in ``state``: at an epoch boundary the epoch file of ``epoch``
+    (completed epochs), else the mid-epoch file of 1-based epoch ``epoch + 1`` and its samples.
     After all writes succeeded, older mid-epoch files are pruned: those older than the
     newest epoch file, and all but the newest ``keep_mid_epoch`` (the new one included).
     Epoch files are never deleted, nor files newer than the new one. Global rank 0 only.
@@ -375,10 +391,10 @@ def save_training_checkpoint(folder: PathLike, state: Mapping[str, Any], *, is_b
 def _prune_mid_epoch(folder: Path, new: Path, keep_mid_epoch: int) -> None:
     new_name = parse_checkpoint_name(new.name)
     files = list_checkpoints(folder)
-    newest_epoch = max((n.progress for n, _ in files if n.iter is None), default=(-1, -1))
-    older_mids = [(n, p) for n, p in files if n.iter is not None and n.progress < new_name.progress]
+    newest_epoch = max((n.progress for n, _ in files if n.samples is None), default=(-1, -1, -1))
+    older_mids = [(n, p) for n, p in files if n.samples is not None and n.progress < new_name.progress]
     # the new file counts as one of the kept mid-epoch files; an epoch file supersedes them all
-    kept = max(keep_mid_epoch - 1, 0) if new_name.iter is not None else 0
+    kept = max(keep_mid_epoch - 1, 0) if new_name.samples is not None else 0
     for position, (name, path) in enumerate(older_mids):  # newest first
         if position >= kept or name.progress < newest_epoch:
             logger.info("checkpoint: removing superseded %s", path.name)
@@ -443,6 +459,24 @@ def find_resumable(folder: PathLike, log: Optional[logging.Logger] = None) -> Op
     return None
 
 
+def read_resume_state(path: PathLike) -> dict[str, Any]:
+    """The state of ``path`` for resuming (the file another rank chose with :func:`find_resumable`).
+
+    Raises:
+        CheckpointError: it cannot be read or lacks the resume keys (naming the file and why).
+    """
+    path = Path(path)
+    try:
+        state = _load(path)
+    except Exception as e:  # any deserialisation failure: name the file and pass the reason on
+        raise CheckpointError(f"checkpoint: {path} cannot be read on this rank ({_reason(e)}); every rank must "
+                              "see the checkpoint folder rank 0 writes (a shared file system)") from e
+    problem = _format_problem(state, RESUME_KEYS)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint: {path} cannot be resumed from: {problem}")
+    return state
+
+
 def _load_model_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     target = unwrap_model(model)
     problems = key_problems(state_dict, {k: v.shape for k, v in target.state_dict().items()}, limit=10)
@@ -452,24 +486,103 @@ def _load_model_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
 
 
 class ResumePoint(NamedTuple):
-    """Where a resumed run continues: run epoch ``epoch`` (0-based) from iteration ``iter_in_epoch``."""
+    """Where a resumed run continues: run epoch ``epoch`` (0-based) from iteration ``iter_in_epoch``
+    (loader iterations of the saving run) and, when the file records it, from ``position``
+    (:data:`POSITION_KEYS`: samples of the epoch consumed, and the batch layout of the saving run)."""
 
     epoch: int
     iter_in_epoch: int
     global_step: int
     best_metric: Optional[float]
+    position: Optional[dict[str, int]] = None
+
+
+# optimizer hyperparameters a config sets: re-applied on resume, each change logged
+_HYPERPARAMETERS = ("weight_decay", "lr_mult", "betas", "momentum", "eps", "dampening", "nesterov", "amsgrad",
+                    "maximize", "role")
+
+
+def _hyperparameter_changes(saved_groups: Sequence[Mapping[str, Any]], now_groups: Sequence[Mapping[str, Any]],
+                            saved_of: Callable[[int, int], Optional[int]]) -> list[str]:
+    """One line per (hyperparameter, saved value -> value now) with the number of parameters.
+
+    ``saved_of(group_now, index_in_group)`` is the index of the saved group that held that
+    parameter (None: not found)."""
+    counts: dict[tuple[str, str, str], int] = collections.Counter()
+    for g_now, group in enumerate(now_groups):
+        for i in range(len(group["params"])):
+            g_saved = saved_of(g_now, i)
+            if g_saved is None:
+                continue
+            old = saved_groups[g_saved]
+            for key in _HYPERPARAMETERS:
+                if key in group and key in old and _plain(old[key]) != _plain(group[key]):
+                    counts[(key, repr(_plain(old[key])), repr(_plain(group[key])))] += 1
+    return [f"{key} {old} -> {new} for {n} parameter(s)" for (key, old, new), n in sorted(counts.items())]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any], source: str) -> list[str]:
+    """Load ``saved`` into ``optimizer``, keeping the optimizer's own (the config's) hyperparameters.
+
+    The per-parameter state (AdamW moments, step) is matched by parameter name when both sides
+    name their parameters (our groups carry ``param_names``), so a config that regroups the
+    parameters (another decay rule) still resumes; otherwise by position, group by group.
+    ``load_state_dict`` then moves each state tensor to its parameter's device and dtype (fused
+    AdamW's ``step`` included). Returns the hyperparameter changes, for the log.
+    """
+    now = optimizer.state_dict()
+    now_groups, saved_groups = now["param_groups"], saved["param_groups"]
+    if all("param_names" in g for g in (*now_groups, *saved_groups)):
+        where = {name: (g, pid) for g, group in enumerate(saved_groups)
+                 for pid, name in zip(group["params"], group["param_names"])}
+        names_now = [name for group in now_groups for name in group["param_names"]]
+        missing = [n for n in names_now if n not in where]
+        extra = sorted(set(where) - set(names_now))
+        if missing or extra:
+            raise CheckpointError(
+                f"checkpoint: the optimizer state in {source} does not cover the trainable parameters now "
+                f"({len(missing)} without a saved state, e.g. {missing[:3]}; {len(extra)} saved but not trained now, "
+                f"e.g. {extra[:3]}); resume with the same model and trainable parameters")
+        state = {pid: saved["state"][where[name][1]] for group in now_groups
+                 for pid, name in zip(group["params"], group["param_names"]) if where[name][1] in saved["state"]}
+        changes = _hyperparameter_changes(saved_groups, now_groups,
+                                          lambda g, i: where[now_groups[g]["param_names"][i]][0])
+        remapped = {"state": state, "param_groups": now_groups}
+    else:
+        sizes_now = [len(g["params"]) for g in now_groups]
+        sizes_saved = [len(g["params"]) for g in saved_groups]
+        if sizes_now != sizes_saved:
+            raise CheckpointError(
+                f"checkpoint: the optimizer state in {source} has parameter groups of sizes {sizes_saved}, the "
+                f"optimizer now {sizes_now}; resume with the same model, trainable parameters and LR multipliers")
+        changes = _hyperparameter_changes(saved_groups, now_groups, lambda g, i: g)
+        remapped = {"state": saved["state"], "param_groups": [
+            {**group, "params": old["params"]} for group, old in zip(now_groups, saved_groups)]}
+    try:
+        optimizer.load_state_dict(remapped)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint: the optimizer state in {source} does not load: {e}") from e
+    return changes
 
 
 def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optional[torch.optim.Optimizer],
                     scaler: Optional[Any], *, source: str = "the checkpoint") -> ResumePoint:
     """Load model (strict), optimizer and scaler states from a :func:`find_resumable` state.
 
-    The RNG state is not touched: rank 0 calls :func:`restore_rng_state` with ``state["rng"]``.
+    The RNG state is not touched: each rank calls :func:`restore_rng_state` with its entry of
+    ``state["rng_ranks"]``. The optimizer keeps the hyperparameters the config gives it now
+    (weight decay, LR multipliers, betas / momentum); each one that differs from the checkpoint's
+    is logged.
 
     Args:
         state: the checkpoint dict.
-        model: the model, possibly wrapped (DDP / torch.compile).
-        optimizer: built with the same parameter groups as when saving.
+        model: the model, possibly wrapped (DDP / torch.compile), on its device.
+        optimizer: built over the model's parameters on their device (fused AdamW on CUDA
+            needs its state there).
         scaler: the GradScaler, or None. A scaler state saved without a scaler now (or the
             reverse, e.g. fp16 <-> bf16) is reported as a warning, not an error.
         source: how messages name the checkpoint (its path).
@@ -486,16 +599,9 @@ def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optio
         saved = state["optimizer"]
         if saved is None:
             raise CheckpointError(f"checkpoint: {source} has no optimizer state to resume from")
-        sizes_now = [len(g["params"]) for g in optimizer.param_groups]
-        sizes_saved = [len(g["params"]) for g in saved["param_groups"]]
-        if sizes_now != sizes_saved:
-            raise CheckpointError(
-                f"checkpoint: the optimizer state in {source} has parameter groups of sizes {sizes_saved}, the "
-                f"optimizer now {sizes_now}; resume with the same model, trainable parameters and LR multipliers")
-        try:
-            optimizer.load_state_dict(saved)
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"checkpoint: the optimizer state in {source} does not load: {e}") from e
+        for change in _load_optimizer(optimizer, saved, source):
+            logger.warning("resume: the config changed the optimizer: %s (the checkpoint's value -> the config's; "
+                           "the config's is used)", change)
     if scaler is not None:
         if state["scaler"] is None:
             logger.warning("checkpoint: %s has no GradScaler state; the scaler starts afresh", source)
@@ -504,8 +610,9 @@ def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optio
     elif state["scaler"] is not None:
         logger.warning("checkpoint: %s has a GradScaler state but no scaler is used now; it is ignored", source)
     best = state["best_metric"]
+    position = state.get("position")
     return ResumePoint(int(state["epoch"]), int(state["iter_in_epoch"]), int(state["global_step"]),
-                       None if best is None else float(best))
+                       None if best is None else float(best), None if position is None else dict(position))
 
 
 @dataclass(frozen=True)
@@ -521,6 +628,7 @@ class InferenceCheckpoint:
         cfg_text: the merged config of the training run (YAML).
         epoch: completed epochs when saved.
         sha256: hex digest of the file, for reports.
+        extra: the file's ``extra`` dict (e.g. ``val_list_sha256``: the list it was validated on).
     """
 
     path: Path
@@ -531,6 +639,7 @@ class InferenceCheckpoint:
     cfg_text: str
     epoch: int
     sha256: str
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_for_inference(path: PathLike) -> InferenceCheckpoint:
@@ -553,9 +662,11 @@ def load_for_inference(path: PathLike) -> InferenceCheckpoint:
     if problem is not None:
         hint = f"; {_FOREIGN_HINT}" if not isinstance(state, dict) or "format_version" not in state else ""
         raise CheckpointError(f"checkpoint: {path} is not a usable stvit_video checkpoint: {problem}{hint}")
-    missing = [k for k in TEST_TRANSFORM_KEYS if k not in (state["test_transform"] or {})]
+    missing = [k for k in TEST_TRANSFORM_KEYS
+               if k not in (state["test_transform"] or {}) and k not in OPTIONAL_TRANSFORM_KEYS]
     if missing:
         raise CheckpointError(f"checkpoint: {path} has a test_transform without {missing}")
     return InferenceCheckpoint(path=path, state_dict=dict(state["model"]), class_names=state["class_names"],
                                test_transform=dict(state["test_transform"]), arch=dict(state["arch"]),
-                               cfg_text=state["cfg"], epoch=int(state["epoch"]), sha256=file_sha256(path))
+                               cfg_text=state["cfg"], epoch=int(state["epoch"]), sha256=file_sha256(path),
+                               extra=dict(state.get("extra") or {}))

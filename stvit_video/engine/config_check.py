@@ -15,9 +15,9 @@ from stvit_video.config import load_config
 from stvit_video.datasets.config_check import check_data_config
 from stvit_video.engine.builtin_data import BUILTIN_DATASETS
 from stvit_video.engine.distributed import BACKENDS as DIST_BACKENDS
-from stvit_video.engine.optimizer import OPTIMIZERS
-from stvit_video.engine.schedule import LR_SCALING_RULES
-from stvit_video.engine.testing import ENSEMBLE_METHODS, FAILED_VIEW_POLICIES
+from stvit_video.engine.optimizer import OPTIMIZERS, PARAM_GROUP_RULES
+from stvit_video.engine.schedule import LR_POLICIES, LR_SCALING_RULES
+from stvit_video.engine.testing import CHECKPOINT_SELECTIONS, ENSEMBLE_METHODS, FAILED_VIEW_POLICIES, TEST_SPLITS
 from stvit_video.engine.training import AMP_DTYPES
 from stvit_video.models.build import check_model_config
 from stvit_video.models.weights import CHECKPOINT_FORMATS
@@ -41,6 +41,10 @@ def check_run_config(cfg: CfgNode) -> None:
     _check_choice("TEST.CHECKPOINT_TYPE", cfg.TEST.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
     _check_choice("TRAIN.AMP_DTYPE", cfg.TRAIN.AMP_DTYPE, AMP_DTYPES)
     _check_choice("SOLVER.LR_SCALING", cfg.SOLVER.LR_SCALING, LR_SCALING_RULES)
+    _check_choice("SOLVER.LR_POLICY", cfg.SOLVER.LR_POLICY, LR_POLICIES)
+    _check_choice("SOLVER.PARAM_GROUP_RULE", cfg.SOLVER.PARAM_GROUP_RULE, PARAM_GROUP_RULES)
+    _check_choice("TEST.SPLIT", cfg.TEST.SPLIT, TEST_SPLITS)
+    _check_choice("TEST.CHECKPOINT_SELECTION", cfg.TEST.CHECKPOINT_SELECTION, CHECKPOINT_SELECTIONS)
     _check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
     _check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
     _check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)

@@ -20,13 +20,15 @@ the others. Log on rank 0 only values that were already reduced.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -36,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DistContext", "World", "all_gather_object", "all_reduce_sum", "barrier", "broadcast_object",
            "check_replicas_equal",
-           "destroy", "free_port", "get_world", "init_distributed", "is_main", "spawn", "startup_check",
-           "torchrun_env"]
+           "destroy", "free_port", "get_world", "init_distributed", "is_main", "main_rank_work",
+           "raise_if_any_failed", "spawn", "startup_check", "torchrun_env"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 BACKENDS = ("auto", "nccl", "gloo")
@@ -291,6 +293,33 @@ def barrier() -> None:
     """Wait until every rank arrives (no-op in a single process)."""
     if _initialized():
         dist.barrier()
+
+
+def raise_if_any_failed(error: Optional[BaseException]) -> None:
+    """Every rank calls it with its own error or None; if any rank failed, every rank raises
+    (the failing ones their own error, the others the first failure, naming its rank), so no
+    rank walks on into a collective that the failed one never reaches."""
+    failures = all_gather_object(None if error is None else (type(error), str(error)))
+    if error is not None:
+        raise error
+    for rank, failure in enumerate(failures):
+        if failure is not None:
+            kind, text = failure
+            raise kind(f"rank {rank}: {text}")
+
+
+@contextlib.contextmanager
+def main_rank_work(what: str, timeout_s: Optional[float]) -> Iterator[None]:
+    """Time work that only the main rank does while the others wait in their next collective
+    (a checkpoint write, the report, the built-in data). The others give up after the
+    collective timeout (``DIST.TIMEOUT_S``), so a step that takes over half of it is a warning
+    naming the key, before it becomes a timeout on a bigger model or a slower disk."""
+    start = time.perf_counter()
+    yield
+    took = time.perf_counter() - start
+    if _initialized() and dist.get_world_size() > 1 and timeout_s and took > timeout_s / 2:
+        logger.warning("distributed: %s took %.0f s on rank 0 while the other ranks waited; that is over half of "
+                       "DIST.TIMEOUT_S = %.0f s, after which they fail: raise DIST.TIMEOUT_S", what, took, timeout_s)
 
 
 # ----------------------------------------------------------------------------------------- #

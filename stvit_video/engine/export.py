@@ -24,6 +24,7 @@ from torch import nn
 from stvit_video.datasets.device_transforms import DeviceTransform
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.model_setup import build_checkpoint_model
+from stvit_video.utils.atomic import atomic_output, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,24 +76,26 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, *, tolerance: flo
     with torch.no_grad():
         program = torch.export.export(wrapped, (frames,), dynamic_shapes=({0: batch},))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, out)
-    # check what a user will load, at a batch size other than the example's
+    # check what a user will load, at a batch size other than the example's, before it becomes
+    # `out`: a program that fails the check is never left where a deployment would pick it up
     check = torch.randint(0, 256, (3, *shape[1:]), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed + 1))
-    with torch.no_grad():
-        diff = (torch.export.load(out).module()(check) - wrapped(check)).abs().max().item()
-    if not diff <= tolerance:
-        raise RuntimeError(f"export: the program in {out} differs from the eager model by {diff:.3g} "
-                           f"(tolerance {tolerance:g}); do not deploy it")
+    with atomic_output(out) as tmp:
+        with open(tmp, "wb") as f:
+            torch.export.save(program, f)
+        with open(tmp, "rb") as f, torch.no_grad():
+            diff = (torch.export.load(f).module()(check) - wrapped(check)).abs().max().item()
+        if not diff <= tolerance:
+            raise RuntimeError(f"export: the exported program differs from the eager model by {diff:.3g} "
+                               f"(tolerance {tolerance:g}); nothing was written to {out}")
     card = out.with_suffix(".json")
-    card.write_text(simplejson.dumps({
+    atomic_write_text(card, simplejson.dumps({
         "program": out.name, "input": {"shape": ["B", *shape[1:]], "layout": "B, C, T, H, W",
                                        "dtype": "uint8 in 0..255, RGB",
                                        "normalisation": "inside the program (mean, std below)"},
         "output": {"shape": ["B", int(loaded.arch["kwargs"]["num_classes"])], "meaning": "logits"},
         "class_names": loaded.class_names, "test_transform": transform, "arch": loaded.arch,
         "checkpoint": {"path": str(loaded.path), "sha256": loaded.sha256, "epoch": loaded.epoch},
-        "torch": torch.__version__, "max_abs_diff_vs_eager": diff}, indent=1) + "\n", encoding="utf-8")
+        "torch": torch.__version__, "max_abs_diff_vs_eager": diff}, indent=1) + "\n")
     logger.info("export: %s (+ %s), input (B, %s), max |program - eager| = %.2g", out, card.name,
                 ", ".join(map(str, shape[1:])), diff)
     return ExportReport(out, card, shape, diff)

@@ -149,15 +149,18 @@ class TrainMeter:
     ``has_nonfinite`` from the synced result.
     """
 
-    def __init__(self, *, ks: Sequence[int] = (1, 5), reduce_fn: Optional[ReduceFn] = None) -> None:
+    def __init__(self, *, ks: Sequence[int] = (1, 5), reduce_fn: Optional[ReduceFn] = None,
+                 device: torch.device | str = "cpu") -> None:
         """
         Args:
             ks: the top-k errors reported (``top{k}_err``).
             reduce_fn: sums a float64 vector over the ranks in place and returns it; default
                 :func:`stvit_video.engine.distributed.all_reduce_sum` (a no-op on one process).
+            device: the training device (the sums of a window without steps are made there).
         """
         self.ks = tuple(ks)
         self._reduce = reduce_fn or all_reduce_sum
+        self.device = torch.device(device)  # where the sums live when this rank saw no batch
         self.reset()
 
     def reset(self) -> None:
@@ -215,7 +218,7 @@ class TrainMeter:
         """
         n = 3 + len(self.ks)
         if self._device_sums is None:
-            device_sums = torch.zeros(n, dtype=torch.float64)
+            device_sums = torch.zeros(n, dtype=torch.float64, device=self.device)
         else:
             device_sums = self._device_sums
         host = torch.tensor([self._samples, self._steps, self._data_time, self._iter_time], dtype=torch.float64)
@@ -264,9 +267,11 @@ class EvalMeter:
     then :meth:`result` (the same on every rank).
     """
 
-    def __init__(self, *, ks: Sequence[int] = (1, 5), reduce_fn: Optional[ReduceFn] = None) -> None:
+    def __init__(self, *, ks: Sequence[int] = (1, 5), reduce_fn: Optional[ReduceFn] = None,
+                 device: torch.device | str = "cpu") -> None:
         self.ks = tuple(ks)
         self._reduce = reduce_fn or all_reduce_sum
+        self.device = torch.device(device)  # where the sums live when this rank saw no batch
         self.reset()
 
     def reset(self) -> None:
@@ -296,7 +301,8 @@ class EvalMeter:
 
     def sync(self) -> dict[str, float]:
         """Sum over the ranks (every rank calls this, once per evaluation) and return :meth:`result`."""
-        sums = self._device_sums if self._device_sums is not None else torch.zeros(1 + len(self.ks), dtype=torch.float64)
+        sums = (self._device_sums if self._device_sums is not None
+                else torch.zeros(1 + len(self.ks), dtype=torch.float64, device=self.device))
         packed = torch.cat([sums, torch.tensor([float(self._count)], dtype=torch.float64, device=sums.device)])
         self._synced = self._reduce(packed).tolist()
         return self.result()

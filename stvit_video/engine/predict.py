@@ -20,13 +20,14 @@ import torch
 from stvit_video.config import get_cfg_defaults
 from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.kinetics import clip_dataset
+from stvit_video.datasets.transforms import CROP_CHOICES
 from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.model_setup import build_checkpoint_model
 from stvit_video.engine.testing import ENSEMBLE_METHODS, assemble_views, run_views, stored_transform_keys
 from stvit_video.report.metrics import aggregate
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
-from stvit_video.utils.errors import DataError
+from stvit_video.utils.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +118,16 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
 
     Raises:
         CheckpointError: the checkpoint cannot be read or does not fit its architecture.
+        ConfigError: views or an ensemble that do not exist (e.g. 2 crops per clip).
         DataError: a video file does not exist.
     """
     if ensemble not in ENSEMBLE_METHODS:
-        raise ValueError(f"predict: ensemble {ensemble!r}: use one of {', '.join(ENSEMBLE_METHODS)}")
+        raise ConfigError(f"predict: ensemble {ensemble!r}: use one of {', '.join(ENSEMBLE_METHODS)}")
+    if crops is not None and crops not in CROP_CHOICES:
+        raise ConfigError(f"predict: {clips or '?'}x{crops} views: a clip gives "
+                          f"{' or '.join(map(str, CROP_CHOICES))} crops (centre; left, centre, right), not {crops}")
+    if clips is not None and clips < 1:
+        raise ConfigError(f"predict: {clips} clips per video: use at least 1")
     paths = [Path(v) for v in videos]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:

@@ -1,20 +1,35 @@
-"""Learning-rate schedule: linear warm-up then cosine decay, set per iteration.
+"""Learning-rate schedules: linear warm-up and cosine decay, set before every optimizer step.
 
-The schedule is a pure function of the fractional epoch ``epoch + iter / iters_per_epoch``
-(``iter`` 0-based, the iteration about to run), as in SlowFast and timm: the LR of a step
-depends only on its position, so a run resumed mid-epoch continues on the same curve.
+A schedule is a pure function of the position in training, the fractional epoch
+``e = epoch + fraction`` (``fraction`` in [0, 1): how far into its epoch the step is), so the
+LR of a step depends only on where it is, and a run resumed mid-epoch (even with another batch
+size, see :mod:`stvit_video.engine.trainer`) continues on the same curve. Two policies
+(``SOLVER.LR_POLICY``):
+
+``mmcv_cosine`` (default; the official Video Swin recipe: mmcv's ``CosineAnnealing`` with
+``warmup='linear', warmup_by_epoch=True``)::
+
+    cosine(e) = end + (base - end) * (1 + cos(pi * floor(e) / max_epochs)) / 2
+    lr(e)     = cosine(e) * (1 - (1 - e / warmup) * (1 - start_factor))   for e < warmup
+              = cosine(e)                                                  otherwise
+
+  The cosine spans all epochs ``[0, max_epochs]`` and steps once per epoch (mmcv's
+  ``by_epoch=True``); the warm-up is laid over its start, per iteration, as a factor rising
+  linearly from ``start_factor`` to 1.
+
+``warmup_cosine`` (timm / SlowFast style): linear from ``start_factor * base`` to ``base`` over
+``[0, warmup]``, then a smooth cosine over ``[warmup, max_epochs]``. It is 10-18% above the
+official curve from epoch 10 on for the Video Swin recipe (30 epochs, 2.5 of warm-up)::
 
     lr
-    base ........+---..
-                /       '--.
-               /            '-.
-    start ....+                '--....... end
-              0      warmup             max_epochs     (epochs)
+    base ......+---..        (warmup_cosine)
+              /      '--.
+             /           '-.
+    start ..+               '--....... end
+            0   warmup            max_epochs     (epochs)
 
-The cosine spans ``[warmup_epochs, max_epochs]`` (timm style) and reaches ``end`` at
-``epoch_float == max_epochs``; the last iteration runs at ``max_epochs - 1 / iters_per_epoch``,
-a relative ``(pi / 2)^2 / (iters_per_epoch * (max_epochs - warmup_epochs))^2`` of
-``base - end`` above ``end`` (3e-7 for 100 iterations x 27.5 cosine epochs).
+A step's position is the one of its last loader batch (with ``TRAIN.ACCUM_STEPS`` > 1 the LR is
+set per loader iteration in mmcv, and the optimizer steps after the last one).
 """
 from __future__ import annotations
 
@@ -23,66 +38,70 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LR_SCALING_RULES", "WarmupCosine", "epoch_progress", "scale_lr", "set_lr",
-           "warmup_cosine_lr"]
+__all__ = ["LR_POLICIES", "LR_SCALING_RULES", "LRSchedule", "lr_at", "scale_lr", "set_lr"]
 
+LR_POLICIES = ("mmcv_cosine", "warmup_cosine")
 LR_SCALING_RULES = ("linear", "sqrt", "none")
 
 
-def warmup_cosine_lr(epoch_float: float, *, base_lr: float, warmup_epochs: float, max_epochs: float,
-                     warmup_start_factor: float, end_factor: float) -> float:
-    """The learning rate at a fractional epoch.
+def lr_at(epoch_float: float, *, policy: str, base_lr: float, warmup_epochs: float, max_epochs: float,
+          warmup_start_factor: float, end_factor: float) -> float:
+    """The learning rate at a fractional epoch (see the module docstring for both curves).
 
     Args:
-        epoch_float: position in training, ``epoch + iter / iters_per_epoch`` (0-based epoch,
-            0-based iteration about to run); in ``[0, max_epochs]``.
-        base_lr: the peak LR, reached at ``warmup_epochs``.
+        epoch_float: position in training, in ``[0, max_epochs]``.
+        policy: one of :data:`LR_POLICIES`.
+        base_lr: the LR the schedule is scaled to (the peak of ``warmup_cosine``; the cosine's
+            start in ``mmcv_cosine``).
         warmup_epochs: length of the linear warm-up in epochs (fractional allowed, 0 = none).
         max_epochs: end of the schedule, ``> warmup_epochs``.
         warmup_start_factor: the LR at epoch 0 is ``warmup_start_factor * base_lr``.
-        end_factor: the LR at ``max_epochs`` is ``end_factor * base_lr``.
-
-    Returns:
-        ``start + (base - start) * e / warmup`` during warm-up, then
-        ``end + (base - end) * (1 + cos(pi * p)) / 2`` with ``p = (e - warmup) / (max - warmup)``.
+        end_factor: the cosine ends at ``end_factor * base_lr`` (mmcv's ``min_lr`` / base).
     """
+    if policy not in LR_POLICIES:
+        raise ValueError(f"schedule: unknown LR policy {policy!r}; use one of {', '.join(LR_POLICIES)}")
     if not 0 <= warmup_epochs < max_epochs:
         raise ValueError(f"schedule: need 0 <= warmup_epochs ({warmup_epochs}) < max_epochs ({max_epochs})")
     if not 0 <= epoch_float <= max_epochs:
         raise ValueError(f"schedule: epoch {epoch_float} outside [0, max_epochs = {max_epochs}]")
+    end = end_factor * base_lr
+    if policy == "mmcv_cosine":
+        regular = end + (base_lr - end) * 0.5 * (1.0 + math.cos(math.pi * math.floor(epoch_float) / max_epochs))
+        if epoch_float < warmup_epochs:
+            return regular * (1.0 - (1.0 - epoch_float / warmup_epochs) * (1.0 - warmup_start_factor))
+        return regular
     if epoch_float < warmup_epochs:
         start = warmup_start_factor * base_lr
         return start + (base_lr - start) * epoch_float / warmup_epochs
-    end = end_factor * base_lr
     progress = (epoch_float - warmup_epochs) / (max_epochs - warmup_epochs)
     return end + (base_lr - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def epoch_progress(epoch: int, iter_in_epoch: int, iters_per_epoch: int) -> float:
-    """``epoch + iter_in_epoch / iters_per_epoch``: the fractional epoch of a 0-based iteration."""
-    if iters_per_epoch < 1 or not 0 <= iter_in_epoch < iters_per_epoch:
-        raise ValueError(f"schedule: iteration {iter_in_epoch} outside [0, iters_per_epoch = {iters_per_epoch})")
-    return epoch + iter_in_epoch / iters_per_epoch
-
-
 @dataclass(frozen=True)
-class WarmupCosine:
-    """:func:`warmup_cosine_lr` with its arguments bound; ``schedule(epoch_float)`` -> LR."""
+class LRSchedule:
+    """:func:`lr_at` with its arguments bound: ``schedule(epoch_float)`` -> LR."""
 
+    policy: str
     base_lr: float
     warmup_epochs: float
     max_epochs: float
     warmup_start_factor: float
     end_factor: float
 
-    def __call__(self, epoch_float: float) -> float:
-        return warmup_cosine_lr(epoch_float, base_lr=self.base_lr, warmup_epochs=self.warmup_epochs,
-                                max_epochs=self.max_epochs, warmup_start_factor=self.warmup_start_factor,
-                                end_factor=self.end_factor)
+    def __post_init__(self) -> None:
+        self(0.0)  # bad arguments fail here, not at the first step
 
-    def at_iter(self, epoch: int, iter_in_epoch: int, iters_per_epoch: int) -> float:
-        """The LR of 0-based iteration ``iter_in_epoch`` of 0-based ``epoch``."""
-        return self(epoch_progress(epoch, iter_in_epoch, iters_per_epoch))
+    def __call__(self, epoch_float: float) -> float:
+        return lr_at(epoch_float, policy=self.policy, base_lr=self.base_lr, warmup_epochs=self.warmup_epochs,
+                     max_epochs=self.max_epochs, warmup_start_factor=self.warmup_start_factor,
+                     end_factor=self.end_factor)
+
+    def at(self, epoch: int, fraction: float) -> float:
+        """The LR ``fraction`` (in [0, 1)) into 0-based ``epoch``; the cosine of ``mmcv_cosine``
+        uses ``epoch`` itself, so no rounding of ``epoch + fraction`` can move it."""
+        if not 0 <= fraction < 1:
+            raise ValueError(f"schedule: fraction {fraction} of epoch {epoch} outside [0, 1)")
+        return self(epoch + fraction) if fraction else self(float(epoch))
 
 
 def scale_lr(base_lr: float, *, global_batch: int, reference_batch: int, rule: str) -> float:

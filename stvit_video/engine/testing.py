@@ -1,16 +1,26 @@
 """Multi-view testing (``TEST.ENABLE True``): every view of every test video, gathered exactly
 across ranks, aggregated per video, saved, and turned into the evaluation report.
 
-    views      TEST.NUM_ENSEMBLE_VIEWS clips x TEST.NUM_SPATIAL_CROPS crops per video; each clip
-               is decoded once and cut into its crops (stvit_video.datasets)
+    list       TEST.SPLIT: test.csv, or val.csv as the official Kinetics protocol reports; the
+               report names the split and the list's SHA-256, and says so when the tested
+               best.pyth was selected by validation on that same list
+    views      TEST.NUM_ENSEMBLE_VIEWS clips x TEST.NUM_SPATIAL_CROPS crops per video; clip k of
+               K is centred in the k-th of K equal segments (mmaction's test mode); each clip is
+               decoded once and cut into its crops (stvit_video.datasets). For even K the
+               centre clip x centre crop (the 1-view headline) is none of them and is
+               evaluated in one more pass
     sharding   the ShardSampler gives rank r the items r, r + R, ...: no padding, so across
                ranks every (video, view) pair is evaluated exactly once; rank 0 gathers the
                per-view logits and checks that each pair arrived once
     weights    TEST.CHECKPOINT_FILE_PATH, else (after training in the same run, or in an
-               OUTPUT_DIR with checkpoints) best.pyth, else last.pyth; a random model only
-               with TEST.ALLOW_RANDOM_INIT True
-    output     OUTPUT_DIR/eval/: results.npz (per-view logits; rebuild the report with
-               ``python -m stvit_video.report``), report.json, report.html, PNGs
+               OUTPUT_DIR with checkpoints) best.pyth then last.pyth, or last.pyth with
+               TEST.CHECKPOINT_SELECTION last (the Kinetics configs, as the official recipe);
+               a random model only with TEST.ALLOW_RANDOM_INIT True
+    classes    a checkpoint's class names must be in the order of the list's classnames.txt
+               (an error names the first mismatch; TEST.REORDER_CLASSES maps them by name)
+    output     OUTPUT_DIR/eval/: results.npz (per-view logits, saved before anything else is
+               computed; rebuild the report with ``python -m stvit_video.report``),
+               report.json, report.html, PNGs
 
 Our own checkpoints carry the model, the class names and the test transform: the stored
 transform wins over the config (with a warning naming every difference), so a checkpoint is
@@ -19,6 +29,7 @@ stvit_r2d) are read with the config's model and transform.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import platform
@@ -35,7 +46,7 @@ from torch import nn
 from stvit_video import __version__
 from stvit_video.datasets import build_dataset, construct_loader
 from stvit_video.datasets.device_transforms import build_device_transform
-from stvit_video.datasets.video_list import full_class_names
+from stvit_video.datasets.video_list import full_class_names, records_digest
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.distributed import DistContext
@@ -48,17 +59,21 @@ from stvit_video.report.compare import comparison_rows
 from stvit_video.utils.errors import CheckpointError, DataError
 from stvit_video.utils.flops import count_flops, count_parameters
 
-__all__ = ["ENSEMBLE_METHODS", "FAILED_VIEW_POLICIES", "ViewLogits", "run_views", "select_checkpoint", "test"]
+__all__ = ["CHECKPOINT_SELECTIONS", "ENSEMBLE_METHODS", "FAILED_VIEW_POLICIES", "TEST_SPLITS", "ViewLogits",
+           "assemble_views", "run_views", "select_checkpoint", "stored_transform_keys", "test"]
 
 logger = logging.getLogger(__name__)
 
-# TEST.ENSEMBLE_METHOD and TEST.FAILED_VIEW_POLICY choices
+# TEST.ENSEMBLE_METHOD, TEST.FAILED_VIEW_POLICY, TEST.CHECKPOINT_SELECTION and TEST.SPLIT choices
 ENSEMBLE_METHODS = ("sum", "max")
 FAILED_VIEW_POLICIES = ("skip", "error")
-# config keys the stored test transform of a checkpoint sets
+CHECKPOINT_SELECTIONS = ("best", "last")
+TEST_SPLITS = ("test", "val")
+# config keys the stored test transform of a checkpoint sets (a key absent in an older file keeps
+# the config's value)
 _TRANSFORM_KEYS = {"mean": "DATA.MEAN", "std": "DATA.STD", "crop": "DATA.TEST_CROP_SIZE",
                    "num_frames": "DATA.NUM_FRAMES", "sampling_rate": "DATA.SAMPLING_RATE",
-                   "target_fps": "DATA.TARGET_FPS"}
+                   "target_fps": "DATA.TARGET_FPS", "out_of_bound": "DATA.OUT_OF_BOUND"}
 
 
 @dataclass
@@ -80,12 +95,14 @@ class ViewLogits:
 
 
 def select_checkpoint(cfg: CfgNode) -> Optional[Path]:
-    """The weights to test: TEST.CHECKPOINT_FILE_PATH, else best.pyth, else last.pyth of
-    OUTPUT_DIR/checkpoints; None when there are none."""
+    """The weights to test: TEST.CHECKPOINT_FILE_PATH, else in OUTPUT_DIR/checkpoints best.pyth
+    then last.pyth (``TEST.CHECKPOINT_SELECTION best``) or last.pyth (``last``, the official
+    recipe); None when there are none."""
     if cfg.TEST.CHECKPOINT_FILE_PATH:
         return Path(cfg.TEST.CHECKPOINT_FILE_PATH)
     folder = checkpoint_dir(cfg)
-    for name in ("best.pyth", "last.pyth"):
+    names = ("best.pyth", "last.pyth") if cfg.TEST.CHECKPOINT_SELECTION == "best" else ("last.pyth",)
+    for name in names:
         if (folder / name).is_file():
             return folder / name
     return None
@@ -104,6 +121,8 @@ def stored_transform_keys(cfg: CfgNode, stored: dict[str, Any]) -> dict[str, Any
     """Config key (``DATA.MEAN``, ...) -> the checkpoint's test-transform value, typed like ``cfg``'s."""
     values = {}
     for field, key in _TRANSFORM_KEYS.items():
+        if field not in stored:
+            continue
         group, name = key.split(".")
         values[key] = _like(getattr(getattr(cfg, group), name), stored[field])
     return values
@@ -165,7 +184,8 @@ def _load_model(cfg: CfgNode, path: Optional[Path]) -> tuple[nn.Module, CfgNode,
         cfg.MODEL.NUM_CLASSES = num_classes
         cfg.freeze()
     return model, cfg, {"path": str(path), "sha256": loaded.sha256, "epoch": loaded.epoch,
-                        "class_names": loaded.class_names, "arch": loaded.arch["name"]}
+                        "class_names": loaded.class_names, "arch": loaded.arch["name"],
+                        "val_list_sha256": loaded.extra.get("val_list_sha256")}
 
 
 def run_views(model: nn.Module, loader: Any, *, device: torch.device, device_transform: Callable,
@@ -229,12 +249,82 @@ def _software() -> dict[str, str]:
 
 
 def _cost(model: nn.Module, cfg: CfgNode) -> dict[str, Any]:
+    """Parameters and fvcore GFLOPs of one view, counted on the model's own device; a counter
+    that fails is a warning and a note in the report, never a lost test."""
     side = cfg.DATA.TEST_CROP_SIZE
-    view = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM, cfg.DATA.NUM_FRAMES, side, side)
-    gflops = count_flops(model, view).total / 1e9
+    cost: dict[str, Any] = {"params_m": count_parameters(model) / 1e6, "input": f"{cfg.DATA.NUM_FRAMES}x{side}x{side}"}
+    device = next(model.parameters()).device
+    view = torch.zeros(1, cfg.DATA.INPUT_CHANNEL_NUM, cfg.DATA.NUM_FRAMES, side, side, device=device)
+    try:
+        gflops = count_flops(model, view).total / 1e9
+    except Exception as e:  # noqa: BLE001 - FLOP counting (fvcore's tracer) must not cost the results
+        logger.warning("test: the FLOPs of %s could not be counted (%s: %s); the report goes without them",
+                       type(model).__name__, type(e).__name__, e)
+        cost["flops_error"] = f"{type(e).__name__}: {e}"
+        return cost
     views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
-    return {"params_m": count_parameters(model) / 1e6, "gflops_per_view": gflops, "gflops_per_video": gflops * views,
-            "input": f"{cfg.DATA.NUM_FRAMES}x{side}x{side}"}
+    return {**cost, "gflops_per_view": gflops, "gflops_per_video": gflops * views}
+
+
+def _class_order(checkpoint_names: Optional[list[str]], list_names: Optional[list[str]], source: str,
+                 checkpoint: Optional[str], reorder: bool) -> Optional[np.ndarray]:
+    """Check the checkpoint's class order against the list's ``classnames.txt``.
+
+    Returns None when they agree (or one side has no names), else (with ``TEST.REORDER_CLASSES``)
+    the column of the checkpoint's logits for each class of the list.
+
+    Raises:
+        DataError: the names differ in order (naming the first mismatch), or differ as sets.
+    """
+    if not checkpoint_names or not list_names:
+        return None
+    common = min(len(checkpoint_names), len(list_names))
+    mismatch = next((i for i in range(common) if checkpoint_names[i] != list_names[i]), None)
+    if mismatch is None:
+        if len(checkpoint_names) != len(list_names):
+            logger.warning("test: %s names %d classes, %s names %d; the first %d agree", checkpoint,
+                           len(checkpoint_names), source, len(list_names), common)
+        return None
+    first = (f"class {mismatch} is {list_names[mismatch]!r} in {source} but {checkpoint_names[mismatch]!r} in "
+             f"{checkpoint}")
+    if not reorder:
+        raise DataError(f"test: the class order of the checkpoint and of the test list differ ({first}); the "
+                        "predictions would be scored against the wrong labels. Use the classnames.txt the model was "
+                        "trained with, or TEST.REORDER_CLASSES True to map the classes by name")
+    if sorted(checkpoint_names) != sorted(list_names):
+        missing = sorted(set(list_names) - set(checkpoint_names))[:5]
+        raise DataError(f"test: TEST.REORDER_CLASSES cannot map the classes by name: {first}, and the list's classes "
+                        f"{missing} are not in the checkpoint")
+    logger.warning("test: %s; TEST.REORDER_CLASSES maps the checkpoint's classes to the list's by name", first)
+    column = {name: i for i, name in enumerate(checkpoint_names)}
+    return np.array([column[name] for name in list_names], dtype=np.int64)
+
+
+def _gather_views(model: nn.Module, loader: Any, run: dict[str, Any], num_videos: int, views: int,
+                  num_classes: int, order: Optional[np.ndarray], frame_permutation: Optional[torch.Tensor] = None
+                  ) -> Optional[tuple[np.ndarray, np.ndarray, dict[int, str]]]:
+    """Run this rank's shard, gather every rank's views; on rank 0 the (N, V, K) logits, (N, V)
+    valid and the failure reasons, None on the other ranks."""
+    mine = run_views(model, loader, frame_permutation=frame_permutation, **run)
+    if order is not None:
+        mine.logits = mine.logits[:, order]
+    parts = dist_utils.all_gather_object(mine)
+    if not dist_utils.is_main():
+        return None
+    logits, valid = assemble_views(parts, num_videos, views, num_classes)
+    return logits, valid, {k: v for p in parts for k, v in p.failures.items()}
+
+
+def _selected_on(provenance: dict[str, Any], path: Optional[Path], digest: str) -> None:
+    """Note in the provenance when the tested weights were chosen by validation on this very list."""
+    if path is None or provenance.get("val_list_sha256") != digest:
+        return
+    best = path.parent / "best.pyth"
+    if path.name == "best.pyth" or (best.is_file() and ckpt.file_sha256(best) == provenance.get("sha256")):
+        provenance["selected_on_test_list"] = True
+        provenance["note"] = ("best.pyth was selected by its validation top-1 on this same list: its accuracy here is "
+                              "optimistic; test last.pyth (TEST.CHECKPOINT_SELECTION last) or another list")
+        logger.warning("test: %s", provenance["note"])
 
 
 def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] = None) -> dict[str, Any]:
@@ -242,89 +332,120 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
 
     Raises:
         CheckpointError: no checkpoint (and TEST.ALLOW_RANDOM_INIT False), or one that does not load.
-        DataError: failed views with TEST.FAILED_VIEW_POLICY error, or an unusable test list.
+        DataError: failed views with TEST.FAILED_VIEW_POLICY error, an unusable test list, or a
+            class order that differs from the checkpoint's.
     """
     path = select_checkpoint(cfg)
     model, cfg, provenance = _load_model(cfg, path)
     dataset = build_dataset(cfg, "test")
+    order = _class_order(provenance.get("class_names"), dataset.class_names, dataset.source, provenance["path"],
+                         cfg.TEST.REORDER_CLASSES)
     loader = construct_loader(cfg, "test", dataset=dataset, num_replicas=ctx.world_size, rank=ctx.rank)
-    class_names = full_class_names(dataset.class_names or provenance.pop("class_names", None),
-                                   cfg.MODEL.NUM_CLASSES)
+    class_names = full_class_names(dataset.class_names or provenance.pop("class_names", None), cfg.MODEL.NUM_CLASSES)
     provenance.pop("class_names", None)
     if on_ready is not None:
         on_ready()
     device = ctx.device
     model = model.to(device)
+    bare = model
     if cfg.MODEL.COMPILE:
         model = torch.compile(model)
-    amp = amp_dtype(cfg, device)
-    device_transform = build_device_transform(cfg)
     views = dataset.views_per_video
-    logger.info("testing %s on %d videos x %d views (%d clips x %d crops), %d process(es)",
-                provenance["path"] or "a random model", len(dataset.videos), views, cfg.TEST.NUM_ENSEMBLE_VIEWS,
-                cfg.TEST.NUM_SPATIAL_CROPS, ctx.world_size)
-    run = dict(device=device, device_transform=device_transform, amp=amp,
-               max_views_per_batch=cfg.TEST.MAX_VIEWS_PER_BATCH, num_classes=cfg.MODEL.NUM_CLASSES)
+    num_videos, num_classes = len(dataset.videos), cfg.MODEL.NUM_CLASSES
+    logger.info("testing %s on %d videos of the %s list x %d views (%d clips x %d crops), %d process(es)",
+                provenance["path"] or "a random model", num_videos, cfg.TEST.SPLIT, views,
+                cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS, ctx.world_size)
+    run = dict(device=device, device_transform=build_device_transform(cfg), amp=amp_dtype(cfg, device),
+               max_views_per_batch=cfg.TEST.MAX_VIEWS_PER_BATCH, num_classes=num_classes)
     start = time.perf_counter()
-    mine = run_views(model, loader, **run)
+    grid = _gather_views(model, loader, run, num_videos, views, num_classes, order)
     wall = time.perf_counter() - start
-    parts = dist_utils.all_gather_object(mine)
-    shuffled_parts = None
+    centre = None
+    if cfg.TEST.NUM_ENSEMBLE_VIEWS % 2 == 0:  # the centre clip is none of an even number of segment centres
+        centre_set = build_dataset(cfg, "test", views=(1, 1))
+        centre_loader = construct_loader(cfg, "test", dataset=centre_set, num_replicas=ctx.world_size, rank=ctx.rank)
+        centre = _gather_views(model, centre_loader, run, num_videos, 1, num_classes, order)
+    shuffled = None
     if cfg.TEST.TEMPORAL_SHUFFLE_CHECK:
         permutation = torch.randperm(cfg.DATA.NUM_FRAMES, generator=torch.Generator().manual_seed(cfg.RNG_SEED))
-        shuffled_parts = dist_utils.all_gather_object(run_views(model, loader, frame_permutation=permutation, **run))
+        shuffled = _gather_views(model, loader, run, num_videos, views, num_classes, order, permutation)
     if not ctx.is_main:
         return {}
-    logits, valid = assemble_views(parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
-    failures = {k: v for p in parts for k, v in p.failures.items()}
+    assert grid is not None
+    logits, valid, failures = grid
     if failures and cfg.TEST.FAILED_VIEW_POLICY == "error":
         first = sorted(failures)[:5]
         raise DataError(f"test: {len(failures)} videos have views that failed to decode (TEST.FAILED_VIEW_POLICY "
                         f"error), e.g. " + "; ".join(f"{dataset.videos[i].path}: {failures[i]}" for i in first))
+    with dist_utils.main_rank_work("writing the evaluation report", cfg.DIST.TIMEOUT_S):
+        return _write_results(cfg, ctx, dataset, bare, path, provenance, class_names, logits, valid, failures,
+                              centre, shuffled, wall)
+
+
+def _write_results(cfg: CfgNode, ctx: DistContext, dataset: Any, bare: nn.Module, path: Optional[Path],
+                   provenance: dict[str, Any], class_names: list[str], logits: np.ndarray, valid: np.ndarray,
+                   failures: dict[int, str], centre: Any, shuffled: Any, wall: float) -> dict[str, Any]:
+    """Rank 0: save the per-view logits at once (nothing computed later can lose them), then add
+    the model's cost, the extra results and the report."""
     labels = np.array([v.label for v in dataset.videos], dtype=np.int64)
     paths = [v.path for v in dataset.videos]
-    bare = ckpt.unwrap_model(model)
+    digest = records_digest(dataset.videos)
+    _selected_on(provenance, path, digest)
+    provenance.pop("val_list_sha256", None)
     cfg_text = cfg.dump()
+    views = logits.shape[1]
     meta: dict[str, Any] = {
-        "model": {"arch": provenance.pop("arch"), **_cost(bare, cfg)},
-        "cost": {"wall_time_s": wall, "videos_per_s": len(dataset.videos) / wall, "views_per_s": logits.shape[0] *
-                 views / wall, "device": str(device), "processes": ctx.world_size,
-                 "global_batch": cfg.TEST.BATCH_SIZE},
+        "model": {"arch": provenance.pop("arch")},
+        "cost": {"wall_time_s": wall, "videos_per_s": len(paths) / wall, "views_per_s": len(paths) * views / wall,
+                 "device": str(ctx.device), "processes": ctx.world_size, "global_batch": cfg.TEST.BATCH_SIZE},
         "checkpoint": provenance,
         "config": {"name": cfg.OUTPUT_DIR, "sha256": hashlib.sha256(cfg_text.encode()).hexdigest()},
-        "data": {"list": dataset.source, "videos_listed": len(dataset.videos),
+        "data": {"split": cfg.TEST.SPLIT, "list": dataset.source, "list_sha256": digest, "videos_listed": len(paths),
                  "videos_present": sum(Path(p).is_file() for p in paths), "decoder": cfg.DATA.DECODING_BACKEND,
-                 "short_side": _data_short_side(cfg), "crop": cfg.DATA.TEST_CROP_SIZE},
+                 "short_side": _data_short_side(cfg), "crop": cfg.DATA.TEST_CROP_SIZE,
+                 "clips": f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} segment-centred clips of {cfg.DATA.NUM_FRAMES} frames, "
+                          f"every {cfg.DATA.SAMPLING_RATE}th "
+                          + ("raw frame" if not cfg.DATA.TARGET_FPS else f"frame at {cfg.DATA.TARGET_FPS:g} fps")},
         "software": _software(),
     }
-    if cfg.TEST.COMPARE_WITH:
-        others, skipped = comparison_rows(cfg.TEST.COMPARE_WITH, meta["model"].get("gflops_per_view"))
-        for reason in skipped:
-            logger.warning("TEST.COMPARE_WITH: %s; not in this report", reason)
-        if others:
-            meta["extra_results"] = others
     results = TestResults(logits=logits, valid=valid, labels=labels, paths=paths, class_names=list(class_names),
                           num_clips=cfg.TEST.NUM_ENSEMBLE_VIEWS, num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
-                          ensemble=cfg.TEST.ENSEMBLE_METHOD, failures=failures, meta=meta)
-    if shuffled_parts is not None:
-        s_logits, s_valid = assemble_views(shuffled_parts, len(dataset.videos), views, cfg.MODEL.NUM_CLASSES)
-        shuffled = TestResults(logits=s_logits, valid=s_valid, labels=labels, paths=paths,
-                               class_names=list(class_names), num_clips=results.num_clips,
-                               num_crops=results.num_crops, ensemble=results.ensemble)
-        top1 = headline_metrics(shuffled)["top1"]
-        meta["extra_results"] = {"temporally shuffled clips": {
-            "top1": top1, "note": f"the same views with their {cfg.DATA.NUM_FRAMES} frames in a fixed random order; "
-                                  f"{headline_metrics(results)['top1'] - top1:.1f} points below the ordered clips "
-                                  "shows how much the model relies on motion"}, **meta.get("extra_results", {})}
-        results = TestResults(**{**results.__dict__, "meta": meta})
+                          ensemble=cfg.TEST.ENSEMBLE_METHOD, failures=failures, meta=meta,
+                          centre_logits=None if centre is None else centre[0][:, 0],
+                          centre_valid=None if centre is None else centre[1][:, 0])
     out = Path(cfg.OUTPUT_DIR) / "eval"
     save_path = Path(cfg.TEST.SAVE_RESULTS_PATH) if cfg.TEST.SAVE_RESULTS_PATH else out / "results.npz"
+    results.save(save_path)
+    meta["model"].update(_cost(bare, cfg))
+    extra = _extra_results(cfg, results, shuffled, meta["model"].get("gflops_per_view"))
+    if extra:
+        meta["extra_results"] = extra
+    results = dataclasses.replace(results, meta=meta)
     results.save(save_path)
     report = build_report(results, out)
     logger.info("%s", summary_text(report, out))
     logger.info("per-view logits saved to %s", save_path)
     return {**headline_metrics(results), "report": str(out / "report.html"), "results": str(save_path),
             "extra_results": meta.get("extra_results", {})}
+
+
+def _extra_results(cfg: CfgNode, results: TestResults, shuffled: Any, gflops: Optional[float]) -> dict[str, Any]:
+    """The temporal-shuffle check and the other runs of ``TEST.COMPARE_WITH``, for the report."""
+    extra: dict[str, Any] = {}
+    if shuffled is not None:
+        s_logits, s_valid, _ = shuffled
+        top1 = headline_metrics(dataclasses.replace(results, logits=s_logits, valid=s_valid, centre_logits=None,
+                                                    centre_valid=None))["top1"]
+        extra["temporally shuffled clips"] = {
+            "top1": top1, "note": f"the same views with their {cfg.DATA.NUM_FRAMES} frames in a fixed random order; "
+                                  f"{headline_metrics(results)['top1'] - top1:.1f} points below the ordered clips "
+                                  "shows how much the model relies on motion"}
+    if cfg.TEST.COMPARE_WITH:
+        others, skipped = comparison_rows(cfg.TEST.COMPARE_WITH, gflops)
+        for reason in skipped:
+            logger.warning("TEST.COMPARE_WITH: %s; not in this report", reason)
+        extra.update(others)
+    return extra
 
 
 def _data_short_side(cfg: CfgNode) -> Optional[int]:

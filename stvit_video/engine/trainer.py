@@ -12,8 +12,13 @@ epoch), :class:`Validator` (single-view validation, best metric), :class:`Checkp
 (epoch / iteration checkpoints, ``last.pyth``, ``best.pyth``). :mod:`stvit_video.engine.training`
 builds all of it from a config.
 
-Progress is counted in optimizer steps: an epoch has ``steps_per_epoch`` steps of
-``accum_steps`` loader batches each (the last incomplete group of an epoch is not loaded).
+Progress is counted in samples (dataset items, all ranks together) within an epoch: a step
+takes ``accum_steps`` loader batches of ``items_per_batch`` items, and an epoch runs steps while
+a whole step still fits in its ``items_per_epoch`` positions (the last incomplete step is not
+loaded). The LR of a step is the schedule at ``epoch + fraction``, the fraction of the epoch's
+steps done before its last loader batch. Because the position is a sample count, a run resumed
+mid-epoch with another batch, ``accum_steps`` or number of ranks continues at the same sample
+with the LR of that position (see :mod:`stvit_video.engine.training`).
 Hot-path rule: no host-device synchronisation per step; values are read every ``log_period``
 steps, when the meters are synced across ranks.
 """
@@ -36,11 +41,12 @@ from torch import nn
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.meters import ETA, EvalMeter, TrainMeter
-from stvit_video.engine.schedule import WarmupCosine, set_lr
+from stvit_video.engine.schedule import LRSchedule, set_lr
+from stvit_video.utils.atomic import atomic_write_text
 from stvit_video.utils.errors import DataError, TrainingError
 
 __all__ = ["BadVideoMonitor", "Checkpointer", "HookBase", "MetricLogger", "NonFiniteLossError", "TrainProgress",
-           "Trainer", "Validator", "soft_target_cross_entropy"]
+           "Trainer", "Validator", "drop_stats_after", "soft_target_cross_entropy"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +61,17 @@ class TrainProgress:
 
     Attributes:
         epoch: 0-based epoch being run (= completed epochs at an epoch boundary).
-        step_in_epoch: optimizer steps done in ``epoch``.
+        step_in_epoch: optimizer steps done in ``epoch`` (at this run's step size).
         global_step: optimizer steps since the start of training.
         best_metric: best validation top-1 so far (percent), or None.
+        samples_in_epoch: items of ``epoch`` consumed by all ranks: where the epoch continues.
     """
 
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
     best_metric: Optional[float] = None
+    samples_in_epoch: int = 0
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -93,11 +101,12 @@ class Trainer:
     Args:
         model: on ``device``, possibly wrapped in DDP / torch.compile.
         optimizer: with ``lr_mult`` per parameter group (see ``engine/optimizer.py``).
-        schedule: LR per fractional epoch (warm-up + cosine).
-        train_loader: yields :class:`~stvit_video.datasets.loader.VideoBatch` with uint8 frames;
-            must have ``set_epoch(epoch, start_batch)`` semantics through ``set_loader_epoch``.
-        set_loader_epoch: ``(loader, epoch, start_batch)``, positions the loader's sampler so a
-            resumed epoch continues in the same order.
+        schedule: LR per position (:class:`~stvit_video.engine.schedule.LRSchedule`).
+        train_loader: yields :class:`~stvit_video.datasets.loader.VideoBatch` with uint8 frames.
+        set_loader_epoch: ``(loader, epoch, start)``, positions the loader's sampler at global
+            position ``start`` of ``epoch``, so a resumed epoch continues in the same order.
+        items_per_batch: items one loader batch takes on all ranks together.
+        items_per_epoch: positions of an epoch on all ranks together.
         device_transform: uint8 batch -> normalised float batch, on the device.
         mixup: ``(frames, labels) -> (frames, soft targets)`` or None.
         label_smoothing: for the hard-label loss (MixUp's targets are smoothed by MixUp).
@@ -112,8 +121,9 @@ class Trainer:
         progress: where to start (from a checkpoint), default the beginning.
     """
 
-    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: WarmupCosine,
+    def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                  train_loader: Iterable, set_loader_epoch: Callable[[Any, int, int], None],
+                 items_per_batch: int, items_per_epoch: int,
                  device_transform: Callable[[torch.Tensor, bool], torch.Tensor],
                  mixup: Optional[Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]],
                  label_smoothing: float, device: torch.device, max_epochs: int, accum_steps: int = 1,
@@ -129,12 +139,15 @@ class Trainer:
         self.device, self.max_epochs, self.accum_steps = device, max_epochs, accum_steps
         self.clip_grad_norm, self.amp_dtype, self.scaler = clip_grad_norm, amp_dtype, scaler
         self.log_period = log_period
-        self.steps_per_epoch = len(train_loader) // accum_steps
+        self.items_per_batch, self.items_per_epoch = items_per_batch, items_per_epoch
+        self.items_per_step = items_per_batch * accum_steps
+        self.steps_per_epoch = items_per_epoch // self.items_per_step
         if self.steps_per_epoch < 1:
-            raise DataError(f"training: {len(train_loader)} batches per epoch are fewer than TRAIN.ACCUM_STEPS = "
-                            f"{accum_steps}; use more videos or a smaller TRAIN.BATCH_SIZE")
+            raise DataError(f"training: an epoch of {items_per_epoch} videos is shorter than one optimizer step of "
+                            f"{self.items_per_step} ({items_per_batch} per batch x TRAIN.ACCUM_STEPS = {accum_steps}); "
+                            "use more videos or a smaller TRAIN.BATCH_SIZE")
         self.progress = progress or TrainProgress()
-        self.meter = TrainMeter()
+        self.meter = TrainMeter(device=device)
         self.batch_log: list[Any] = []  # the current step's batches, for hooks (bad-video counts)
         self.stats_listeners: list[Callable[[dict[str, Any]], None]] = []  # get every synced window
         self._unsynced_steps = 0
@@ -156,19 +169,34 @@ class Trainer:
                 self.run_epoch()
                 self.progress.epoch += 1
                 self.progress.step_in_epoch = 0
+                self.progress.samples_in_epoch = 0
                 self._call("after_epoch")
         finally:
             self._call("after_train")
 
+    @property
+    def epoch_done(self) -> bool:
+        """No whole step fits in the rest of the epoch."""
+        return self.items_per_epoch - self.progress.samples_in_epoch < self.items_per_step
+
+    def step_fraction(self) -> float:
+        """Where the next step is in its epoch, for the LR: the fraction of the epoch's
+        ``steps_per_epoch x items_per_step`` samples consumed before its last loader batch."""
+        epoch_items = self.steps_per_epoch * self.items_per_step
+        position = self.progress.samples_in_epoch + (self.accum_steps - 1) * self.items_per_batch
+        # a run resumed with another step size may start its last step past the last full one
+        return min(position, epoch_items - 1) / epoch_items
+
     def run_epoch(self) -> None:
-        """Optimizer steps ``step_in_epoch .. steps_per_epoch - 1`` of ``progress.epoch``."""
+        """Optimizer steps from ``samples_in_epoch`` to the end of ``progress.epoch``."""
         p = self.progress
         self.model.train()
         self.meter.reset()
-        self._set_loader_epoch(self.train_loader, p.epoch, p.step_in_epoch * self.accum_steps)
+        self._set_loader_epoch(self.train_loader, p.epoch, p.samples_in_epoch)
         batches = iter(self.train_loader)
-        while p.step_in_epoch < self.steps_per_epoch:
+        while not self.epoch_done:
             self.run_step(batches)
+            p.samples_in_epoch += self.items_per_step
             p.step_in_epoch += 1
             p.global_step += 1
             self._unsynced_steps += 1
@@ -177,7 +205,7 @@ class Trainer:
     def run_step(self, batches: Iterable) -> None:
         """One optimizer step over ``accum_steps`` loader batches."""
         p = self.progress
-        lr = self.schedule.at_iter(p.epoch, p.step_in_epoch, self.steps_per_epoch)
+        lr = self.schedule.at(p.epoch, self.step_fraction())
         set_lr(self.optimizer, lr)
         self._last_lr = lr
         self.batch_log = []
@@ -272,17 +300,23 @@ class MetricLogger(HookBase):
     """Every ``log_period`` steps and at each epoch end: sync the meters (NaN guard), log a line
     or advance a progress bar, append to ``stats.jsonl`` and TensorBoard (main rank only).
 
+    A resumed run first drops what the killed run logged after its checkpoint (the rows of
+    ``stats.jsonl`` past ``resumed_at``, and TensorBoard's events through ``purge_step``), so the
+    replayed steps are not logged twice.
+
     Args:
         output_dir: where ``stats.jsonl`` (and ``tensorboard/``) go; None = no files.
         is_main: this rank writes and prints.
         tensorboard: write TensorBoard scalars.
         progress_bar: a tqdm bar per epoch (default: when stdout is a terminal).
+        resumed_at: the global step of the checkpoint this run resumed from, or None.
     """
 
     def __init__(self, *, output_dir: Optional[Path], is_main: bool, tensorboard: bool = False,
-                 progress_bar: Optional[bool] = None) -> None:
+                 progress_bar: Optional[bool] = None, resumed_at: Optional[int] = None) -> None:
         self.output_dir, self.is_main = output_dir, is_main
         self.tensorboard = tensorboard
+        self.resumed_at = resumed_at
         self.progress_bar = sys.stdout.isatty() if progress_bar is None else progress_bar
         self._writer = None
         self._bar = None
@@ -294,10 +328,16 @@ class MetricLogger(HookBase):
         total = t.max_epochs * t.steps_per_epoch
         self._eta = ETA(total)
         self._eta.start(t.progress.global_step)
+        if self.is_main and self.output_dir is not None and self.resumed_at is not None:
+            dropped = drop_stats_after(self.output_dir / "stats.jsonl", self.resumed_at)
+            if dropped:
+                logger.info("stats.jsonl: %d rows logged after global step %d by the interrupted run are dropped "
+                            "(those steps run again)", dropped, self.resumed_at)
         if self.is_main and self.tensorboard and self.output_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.output_dir / "tensorboard"))
+            purge = None if self.resumed_at is None else self.resumed_at + 1
+            self._writer = SummaryWriter(str(self.output_dir / "tensorboard"), purge_step=purge)
 
     def before_epoch(self) -> None:
         t = self.trainer
@@ -311,7 +351,7 @@ class MetricLogger(HookBase):
         t = self.trainer
         if self._bar is not None:
             self._bar.update(1)
-        if t.progress.global_step % t.log_period == 0 or t.progress.step_in_epoch == t.steps_per_epoch:
+        if t.progress.global_step % t.log_period == 0 or t.epoch_done:
             t.sync_metrics()
 
     def record(self, stats: dict[str, Any]) -> None:
@@ -433,8 +473,8 @@ class Validator(HookBase):
                     epoch, t.max_epochs, result["count"], result["top1_acc"], result["top5_acc"], result["loss"],
                     " (best so far)" if self.improved else f" (best {t.progress.best_metric:.2f}%)")
         if self.metric_logger is not None:
-            self.metric_logger.write_stats({"mode": "val", "epoch": epoch, **result,
-                                            "best_top1_acc": t.progress.best_metric})
+            self.metric_logger.write_stats({"mode": "val", "epoch": epoch, "global_step": t.progress.global_step,
+                                            **result, "best_top1_acc": t.progress.best_metric})
             self.metric_logger.scalar("val/top1_acc", result["top1_acc"], t.progress.global_step)
             self.metric_logger.scalar("val/loss", result["loss"], t.progress.global_step)
 
@@ -444,24 +484,31 @@ class Checkpointer(HookBase):
     and every ``period_iters`` steps inside an epoch. Only the main rank writes; every rank
     syncs the meters first, so a NaN run never overwrites a good checkpoint.
 
+    Every rank's RNG state is gathered into the checkpoint (``rng_ranks``), so each rank of a
+    resumed run continues its own dropout / drop-path draws exactly.
+
     Args:
         folder: ``OUTPUT_DIR/checkpoints``.
-        state_fn: builds the checkpoint dict of the current progress.
+        state_fn: ``(rng_ranks) -> checkpoint dict`` of the current progress (main rank).
         is_main: this rank writes.
         period, period_iters: ``TRAIN.CHECKPOINT_PERIOD`` (epochs), ``TRAIN.CHECKPOINT_PERIOD_ITERS`` (0 = off).
         validator: read for ``improved`` (best.pyth).
+        timeout_s: how long the other ranks wait for the main rank's write (``DIST.TIMEOUT_S``);
+            a write that takes over half of it is logged as a warning.
     """
 
-    def __init__(self, *, folder: Path, state_fn: Callable[[], dict[str, Any]], is_main: bool, period: int,
-                 period_iters: int = 0, validator: Optional[Validator] = None) -> None:
+    def __init__(self, *, folder: Path, state_fn: Callable[[list[Any]], dict[str, Any]], is_main: bool,
+                 period: int, period_iters: int = 0, validator: Optional[Validator] = None,
+                 timeout_s: Optional[float] = None) -> None:
         self.folder, self.state_fn, self.is_main = folder, state_fn, is_main
         self.period, self.period_iters, self.validator = period, period_iters, validator
+        self.timeout_s = timeout_s
         self.saved: list[Path] = []
 
     def after_step(self) -> None:
         t = self.trainer
         p = t.progress
-        if self.period_iters and p.step_in_epoch % self.period_iters == 0 and p.step_in_epoch < t.steps_per_epoch:
+        if self.period_iters and p.step_in_epoch % self.period_iters == 0 and not t.epoch_done:
             self._save(is_best=False)
 
     def after_epoch(self) -> None:
@@ -473,8 +520,10 @@ class Checkpointer(HookBase):
 
     def _save(self, *, is_best: bool) -> None:
         self.trainer.sync_metrics()  # the NaN guard runs before anything is written
+        rng_ranks = dist_utils.all_gather_object(ckpt.capture_rng_state())
         if self.is_main:
-            path = ckpt.save_training_checkpoint(self.folder, self.state_fn(), is_best=is_best)
+            with dist_utils.main_rank_work("writing a checkpoint", self.timeout_s):
+                path = ckpt.save_training_checkpoint(self.folder, self.state_fn(rng_ranks), is_best=is_best)
             self.saved.append(path)
             logger.info("checkpoint saved: %s%s", path, " (best)" if is_best else "")
         dist_utils.barrier()
@@ -492,13 +541,37 @@ def peak_memory_mb(device: torch.device) -> float:
         return math.nan
 
 
+def drop_stats_after(path: Path, global_step: int) -> int:
+    """Rewrite ``stats.jsonl`` (atomically) without the rows logged after ``global_step``;
+    returns how many were dropped. Rows without a ``global_step`` are kept."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = simplejson.loads(line).get("global_step")
+        except (simplejson.JSONDecodeError, AttributeError):  # a line cut by the kill: it cannot be placed
+            dropped += 1
+            continue
+        if isinstance(step, int) and step > global_step:
+            dropped += 1
+        else:
+            kept.append(line + "\n")
+    if dropped:
+        atomic_write_text(path, "".join(kept))
+    return dropped
+
+
 def run_evaluation(model: nn.Module, loader: Iterable, *, device: torch.device,
                    device_transform: Callable[[torch.Tensor, bool], torch.Tensor],
                    amp_dtype: Optional[torch.dtype]) -> dict[str, float]:
     """Single-view evaluation of ``loader`` on every rank (no collective per batch); returns
-    the result synced over the ranks (see :class:`~stvit_video.engine.meters.EvalMeter`)."""
-    meter = EvalMeter()
-    bare = ckpt.unwrap_model(model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    the result synced over the ranks (see :class:`~stvit_video.engine.meters.EvalMeter`).
+
+    It runs the bare model inside any DDP / torch.compile wrapper (in either order): ranks may
+    have a different number of batches, and DDP's forward would wait for the others."""
+    meter = EvalMeter(device=device)
+    bare = ckpt.unwrap_model(model)
     was_training = bare.training
     bare.eval()
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext())

@@ -20,10 +20,11 @@ import simplejson
 from stvit_video.report import figures
 from stvit_video.report.html_page import render_html
 from stvit_video.report.metrics import (
-    CurvePoint, aggregate, confusion_matrix, label_ranks, mean_class_accuracy, most_confused_pairs, per_class_counts,
-    predictions, views_curve,
+    CurvePoint, aggregate, clip_position, clips_text, confusion_matrix, label_ranks, mean_class_accuracy,
+    most_confused_pairs, one_view_ranks, per_class_counts, predictions, views_curve,
 )
 from stvit_video.report.results import TestResults
+from stvit_video.utils.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["FILES", "REPORT_VERSION", "build_report", "report_dict", "summary_text"]
 
@@ -49,7 +50,7 @@ def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
     pred = predictions(scores, has_view)
     top1_ok, top5_ok = ranks < 1, ranks < 5
     curve = views_curve(r.logits, r.valid, r.labels, r.num_clips, r.num_crops, r.ensemble)
-    one = next(p for p in curve if p.clips == 1 and p.crops == 1)
+    one_ranks, one_source = one_view_ranks(r)
     full = curve[-1]
     videos, right1 = per_class_counts(r.labels, top1_ok, k)
     _, right5 = per_class_counts(r.labels, top5_ok, k)
@@ -61,7 +62,8 @@ def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
         "top1": _pct(int(top1_ok.sum()), n),
         "top5": _pct(int(top5_ok.sum()), n),
         "mean_class": mean_class_accuracy(r.labels, top1_ok, k),
-        "one_view": {"clips": 1, "crops": 1, "views": 1, "label": one.label, "top1": one.top1, "top5": one.top5},
+        "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "view": one_source,
+                     "top1": _pct(int((one_ranks < 1).sum()), n), "top5": _pct(int((one_ranks < 5).sum()), n)},
         "full_grid": {"clips": full.clips, "crops": full.crops, "views": full.views, "label": full.label,
                       "top1": full.top1, "top5": full.top5},
         "videos": n,
@@ -107,7 +109,9 @@ def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
         "units": {"accuracy": "percent", "views": "clips x crops"},
         "headline": headline,
         "views_curve": [{"clips": p.clips, "crops": p.crops, "views": p.views, "label": p.label, "top1": p.top1,
-                         "top5": p.top5, "unscored": p.unscored} for p in curve],
+                         "top5": p.top5, "unscored": p.unscored, "clip_ids": list(p.clip_ids),
+                         "clip_positions": [clip_position(c, r.num_clips) for c in p.clip_ids],
+                         "clips_used": clips_text(p.clip_ids, r.num_clips)} for p in curve],
         "per_class": per_class,
         "confusion": confusion,
         "most_confused": most_confused,
@@ -119,7 +123,8 @@ def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
 
 def _figures(report: dict[str, Any], results: TestResults) -> dict[str, bytes]:
     """The three PNGs, drawn from the report's own numbers so page and JSON cannot disagree."""
-    curve = [CurvePoint(p["clips"], p["crops"], p["top1"], p["top5"], p["unscored"]) for p in report["views_curve"]]
+    curve = [CurvePoint(p["clips"], p["crops"], p["top1"], p["top5"], p["unscored"], tuple(p["clip_ids"]))
+             for p in report["views_curve"]]
     k = results.num_classes
     cm = np.zeros((k, k), dtype=np.int64)
     for t, p, c in report["confusion"]["cells"]:
@@ -134,13 +139,11 @@ def _figures(report: dict[str, Any], results: TestResults) -> dict[str, bytes]:
 
 
 def _write(path: Path, data: Union[str, bytes]) -> None:
-    """Write through a temporary file so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write atomically, so a reader never sees half a report."""
     if isinstance(data, str):
-        tmp.write_text(data, encoding="utf-8")
+        atomic_write_text(path, data)
     else:
-        tmp.write_bytes(data)
-    os.replace(tmp, path)
+        atomic_write_bytes(path, data)
 
 
 def build_report(results: TestResults, out_dir: Union[str, "os.PathLike[str]"],
@@ -167,7 +170,7 @@ def summary_text(report: dict[str, Any], out_dir: Union[str, "os.PathLike[str]",
     lines = [
         f"test: {h['videos']} videos, {h['views_text']} ({h['ensemble']}): top-1 {h['top1']:.2f}%  "
         f"top-5 {h['top5']:.2f}%  mean-class {h['mean_class']:.2f}%",
-        f"1 view (centre clip, centre crop): top-1 {one['top1']:.2f}%  top-5 {one['top5']:.2f}%",
+        f"1 view ({one['view']}): top-1 {one['top1']:.2f}%  top-5 {one['top5']:.2f}%",
     ]
     if h["videos_with_failed_views"]:
         lines.append(f"{h['videos_with_failed_views']} videos had failed views ({h['failed_views']} views), "

@@ -94,7 +94,7 @@ def _headline(report: Mapping[str, Any]) -> str:
         _card(_pct(h["top1"]), f"top-1, {full['label']} = {full['views']} views"),
         _card(_pct(h["top5"]), f"top-5, {full['label']} = {full['views']} views"),
         _card(_pct(h["mean_class"]), "mean-class accuracy (top-1)"),
-        _card(_pct(one["top1"]), "top-1, 1 view (centre clip, centre crop)"),
+        _card(_pct(one["top1"]), f"top-1, 1 view ({one.get('view', 'centre clip, centre crop')})"),
         _card(_pct(one["top5"]), "top-5, 1 view"),
         _card(_e(h["videos"]), "videos evaluated"),
         _card(_e(h["videos_with_failed_views"]), "videos with failed views"),
@@ -107,12 +107,13 @@ def _headline(report: Mapping[str, Any]) -> str:
 
 
 def _views_curve(report: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
-    rows = [(_e(p["label"]), _e(p["views"]), _pct(p["top1"]), _pct(p["top5"]), _e(p["unscored"]))
-            for p in report["views_curve"]]
-    table = _table(["clips x crops", "views", "top-1", "top-5", "videos without these views"], rows,
-                   (False, True, True, True, True))
-    return ("<h2>Accuracy vs views</h2><p class=\"note\">c clips spread evenly over the video "
-            "(floor((i + 0.5) x clips / c)); 1 crop = the centre crop.</p>"
+    rows = [(_e(p["label"]), _e(p.get("clips_used", "")), _e(p["views"]), _pct(p["top1"]), _pct(p["top5"]),
+             _e(p["unscored"])) for p in report["views_curve"]]
+    table = _table(["clips x crops", "clips used", "views", "top-1", "top-5", "videos without these views"], rows,
+                   (False, False, True, True, True, True))
+    return ("<h2>Accuracy vs views</h2><p class=\"note\">Clip k of K is centred in the k-th of K equal segments "
+            "of the video (at (k + 0.5) / K of it); a subset of c clips takes clips floor((i + 0.5) x K / c). "
+            "1 crop = the centre crop. The headline's 1 view is the centre clip x centre crop.</p>"
             f"{table}{_image(images, 'views_curve', 'top-1 accuracy against views per video')}")
 
 

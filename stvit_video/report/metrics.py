@@ -12,7 +12,12 @@ score the same and have a smaller id (a stable sort of the scores, high first). 
 
 Views: view ``v`` = clip ``v // num_crops``, crop ``v % num_crops``. A ``c x r`` subset takes the
 clips ``floor((i + 0.5) * num_clips / c)``, i < c (spread evenly, centred) and, for r = 1, the
-centre crop ``num_crops // 2`` (all crops for r = num_crops).
+centre crop ``num_crops // 2`` (all crops for r = num_crops). The tester's clip ``k`` of ``K`` is
+centred in the k-th of K equal segments of the video (at ``(k + 0.5) / K`` of it,
+:func:`clip_position`), so a subset is named by the clips it uses: for K = 4 the ``1x1`` subset
+is clip 3 of 4, at 62.5% of the video, not the centre clip. The 1-view headline is the true
+centre clip x centre crop: the tester evaluates it in a separate pass when K is even
+(``TestResults.centre_logits``); for odd K it is the grid's middle clip.
 """
 from __future__ import annotations
 
@@ -25,9 +30,10 @@ if TYPE_CHECKING:
     from stvit_video.report.results import TestResults
 
 __all__ = [
-    "CurvePoint", "NO_RANK", "aggregate", "confusion_matrix", "confused_classes", "headline_metrics", "label_ranks",
-    "mean_class_accuracy", "most_confused_pairs", "per_class_counts", "predictions", "select_views", "softmax",
-    "topk_accuracy", "topk_correct", "views_curve",
+    "CurvePoint", "NO_RANK", "aggregate", "clip_position", "clips_text", "confusion_matrix", "confused_classes",
+    "headline_metrics", "label_ranks", "mean_class_accuracy", "most_confused_pairs", "one_view_ranks",
+    "per_class_counts", "predictions", "select_clips", "select_views", "softmax", "topk_accuracy", "topk_correct",
+    "views_curve",
 ]
 
 # Rank of the label of a video without a valid view: larger than any k.
@@ -210,23 +216,43 @@ def confused_classes(confusion: np.ndarray, max_classes: int) -> np.ndarray:
     return np.sort(chosen)
 
 
+def select_clips(num_clips: int, clips: int) -> np.ndarray:
+    """The ``clips`` clip ids (of ``num_clips``) a subset uses: ``floor((i + 0.5) * num_clips / clips)``."""
+    if not 1 <= clips <= num_clips:
+        raise ValueError(f"clips must be in [1, {num_clips}], got {clips}")
+    # in integers, so no rounding can move a clip
+    return (2 * np.arange(clips, dtype=np.int64) + 1) * num_clips // (2 * clips)
+
+
+def clip_position(clip: int, num_clips: int) -> float:
+    """Where clip ``clip`` of ``num_clips`` sits in the video: the centre of its segment, ``(k + 0.5) / K``
+    of the range of clip starts (0.5 = the centre clip)."""
+    return (clip + 0.5) / num_clips
+
+
+def clips_text(clip_ids: Sequence[int], num_clips: int) -> str:
+    """``"clip 3 of 4 (at 62.5%)"``, ``"clips 1, 3 of 4 (at 12.5%, 62.5%)"``, ``"all 4 clips"`` (1-based)."""
+    ids = [int(c) for c in clip_ids]
+    if len(ids) == num_clips:
+        return f"all {num_clips} clip{'s' if num_clips > 1 else ''}"
+    where = ", ".join(f"{100 * clip_position(c, num_clips):g}%" for c in ids)
+    return f"clip{'s' if len(ids) > 1 else ''} {', '.join(str(c + 1) for c in ids)} of {num_clips} (at {where})"
+
+
 def select_views(num_clips: int, num_crops: int, clips: int, crops: int) -> np.ndarray:
     """View indices of a ``clips x crops`` subset of a ``num_clips x num_crops`` grid.
 
-    Clips ``floor((i + 0.5) * num_clips / clips)`` for i < clips; crops: all when ``crops ==
-    num_crops``, the centre crop ``num_crops // 2`` when ``crops == 1``. Returns (clips * crops,)
-    int64, clip-major (view = clip * num_crops + crop).
+    Clips :func:`select_clips`; crops: all when ``crops == num_crops``, the centre crop
+    ``num_crops // 2`` when ``crops == 1``. Returns (clips * crops,) int64, clip-major
+    (view = clip * num_crops + crop).
     """
-    if not 1 <= clips <= num_clips:
-        raise ValueError(f"clips must be in [1, {num_clips}], got {clips}")
+    clip_ids = select_clips(num_clips, clips)
     if crops == num_crops:
         crop_ids = np.arange(num_crops)
     elif crops == 1:
         crop_ids = np.array([num_crops // 2])
     else:
         raise ValueError(f"crops must be 1 or num_crops={num_crops}, got {crops}")
-    # floor((i + 0.5) * num_clips / clips) in integers, so no rounding can move a clip
-    clip_ids = (2 * np.arange(clips, dtype=np.int64) + 1) * num_clips // (2 * clips)
     return (clip_ids[:, None] * num_crops + crop_ids[None, :]).ravel()
 
 
@@ -239,6 +265,7 @@ class CurvePoint:
     top1: float
     top5: float
     unscored: int  # videos with none of these views decoded (counted wrong)
+    clip_ids: tuple[int, ...] = ()  # 0-based clips of the grid this subset uses
 
     @property
     def views(self) -> int:
@@ -257,16 +284,32 @@ def views_curve(logits: np.ndarray, valid: np.ndarray, labels: np.ndarray, num_c
     subsets = [select_views(num_clips, num_crops, clips, crops) for clips, crops in grid]
     ranked = _subset_ranks(logits, valid, labels, ensemble, subsets)
     return [CurvePoint(clips, crops, top1=_percent(ranks < 1), top5=_percent(ranks < 5),
-                       unscored=int((~has_view).sum())) for (clips, crops), (ranks, has_view) in zip(grid, ranked)]
+                       unscored=int((~has_view).sum()), clip_ids=tuple(int(c) for c in select_clips(num_clips, clips)))
+            for (clips, crops), (ranks, has_view) in zip(grid, ranked)]
+
+
+def one_view_ranks(results: "TestResults") -> tuple[np.ndarray, str]:
+    """(N,) label ranks of the 1-view headline, and where its view comes from: the centre pass
+    (``results.centre_logits``) when the tester made one, else the grid's middle clip x centre crop
+    (the centre clip when the number of clips is odd)."""
+    r = results
+    if r.centre_logits is not None:
+        (ranks, _), = _subset_ranks(r.centre_logits[:, None], r.centre_valid[:, None], r.labels, r.ensemble, [None])
+        return ranks, "the centre clip x centre crop, evaluated in a separate pass"
+    one_view = select_views(r.num_clips, r.num_crops, 1, 1)
+    (ranks, _), = _subset_ranks(r.logits, r.valid, r.labels, r.ensemble, [one_view])
+    clip = int(select_clips(r.num_clips, 1)[0])
+    what = "the centre clip" if r.num_clips % 2 else f"{clips_text([clip], r.num_clips)}, not the centre clip"
+    return ranks, f"{what} x centre crop of the grid"
 
 
 def headline_metrics(results: "TestResults") -> dict[str, float | int]:
     """The numbers a log line needs: full-grid ``top1``, ``top5``, ``mean_class`` and the 1-view
-    (centre clip, centre crop) ``one_view_top1`` / ``one_view_top5`` (percent), plus ``videos``
-    and ``unscored`` (videos without any valid view, counted wrong)."""
+    (centre clip, centre crop: :func:`one_view_ranks`) ``one_view_top1`` / ``one_view_top5``
+    (percent), plus ``videos`` and ``unscored`` (videos without any valid view, counted wrong)."""
     r = results
-    one_view = select_views(r.num_clips, r.num_crops, 1, 1)
-    (ranks, has_view), (one_ranks, _) = _subset_ranks(r.logits, r.valid, r.labels, r.ensemble, [None, one_view])
+    (ranks, has_view), = _subset_ranks(r.logits, r.valid, r.labels, r.ensemble, [None])
+    one_ranks, _ = one_view_ranks(r)
     return {
         "top1": _percent(ranks < 1),
         "top5": _percent(ranks < 5),

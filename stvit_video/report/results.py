@@ -10,9 +10,10 @@ running the model again:
     results.save(out_dir / "test_results.npz")        # or ".pt"
     results = TestResults.load(out_dir / "test_results.npz")
 
-Layout (the contract of ``/tmp/brief/results_contract.md``): view ``v`` of a video is clip
-``v // num_crops``, crop ``v % num_crops``. Only numpy is imported here; torch is imported
-inside the ``.pt`` branch of ``save`` / ``load``.
+Layout: view ``v`` of a video is clip ``v // num_crops``, crop ``v % num_crops``; clip ``k`` of
+``K`` is centred in the k-th of K equal segments of the video. When the centre clip is not one of
+them (K even), the tester adds its centre-crop logits as ``centre_logits`` / ``centre_valid``.
+Only numpy is imported here; torch is imported inside the ``.pt`` branch of ``save`` / ``load``.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from stvit_video.utils.atomic import atomic_write
 from stvit_video.utils.errors import DataError
 
 __all__ = ["ENSEMBLES", "FORMAT_VERSION", "ResultsError", "TestResults"]
@@ -35,6 +37,7 @@ FORMAT_VERSION = 1
 ENSEMBLES = ("sum", "max")
 _SUFFIXES = (".npz", ".pt")
 _ARRAY_KEYS = ("logits", "valid", "labels")
+_CENTRE_KEYS = ("centre_logits", "centre_valid")  # optional: files without them still load
 _INFO_KEYS = ("paths", "class_names", "num_clips", "num_crops", "ensemble", "failures", "meta")
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -61,6 +64,9 @@ class TestResults:
         failures: video row -> the decoder's reason, for videos with a failed view.
         meta: JSON-able provenance and cost (keys ``model``, ``cost``, ``checkpoint``, ``config``,
             ``data``, ``software``, ``extra_results`` are rendered first by the report).
+        centre_logits: float32 (N, K) logits of the centre clip x centre crop, or None when that
+            view is part of the grid (odd ``num_clips``) or was not evaluated.
+        centre_valid: bool (N,) with ``centre_logits`` (None without).
 
     Arrays (numpy or CPU tensors) are converted to the dtypes above on construction and checked;
     ``meta`` is normalised to plain JSON types (numpy scalars -> numbers, tuples -> lists, paths
@@ -79,11 +85,18 @@ class TestResults:
     ensemble: str = "sum"
     failures: dict[int, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    centre_logits: Optional[np.ndarray] = None
+    centre_valid: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.logits = _array("logits", self.logits, np.float32)
         self.valid = _array("valid", self.valid, np.bool_)
         self.labels = _array("labels", self.labels, np.int64)
+        if (self.centre_logits is None) != (self.centre_valid is None):
+            raise ResultsError("centre_logits and centre_valid: give both or neither")
+        if self.centre_logits is not None:
+            self.centre_logits = _array("centre_logits", self.centre_logits, np.float32)
+            self.centre_valid = _array("centre_valid", self.centre_valid, np.bool_)
         self.paths = _strings("paths", self.paths)
         self.class_names = _strings("class_names", self.class_names)
         self.num_clips = _positive_int("num_clips", self.num_clips)
@@ -131,6 +144,9 @@ class TestResults:
         if len(self.class_names) != k:
             raise ResultsError(f"class_names: expected K = {k} names (logits {self.logits.shape}), "
                                f"got {len(self.class_names)}")
+        if self.centre_logits is not None and (self.centre_logits.shape != (n, k) or self.centre_valid.shape != (n,)):
+            raise ResultsError(f"centre_logits / centre_valid: expected shapes (N, K) = {(n, k)} and (N,), got "
+                               f"{self.centre_logits.shape} and {self.centre_valid.shape}")
         if v != self.num_clips * self.num_crops:
             raise ResultsError(f"logits: V = {v} views (shape {self.logits.shape}) but num_clips x num_crops = "
                                f"{self.num_clips} x {self.num_crops} = {self.num_clips * self.num_crops}")
@@ -159,26 +175,20 @@ class TestResults:
         info = {"format_version": FORMAT_VERSION, "paths": self.paths, "class_names": self.class_names,
                 "num_clips": self.num_clips, "num_crops": self.num_crops, "ensemble": self.ensemble,
                 "failures": {str(k): v for k, v in sorted(self.failures.items())}, "meta": self.meta}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                if suffix == ".npz":
-                    # uncompressed: float logits barely compress (7% for Kinetics-400) at 20x the time
-                    np.savez(f, logits=self.logits, valid=self.valid, labels=self.labels,
-                             info=np.array(json.dumps(info, allow_nan=False)))
-                else:
-                    torch = _import_torch()
-                    info["failures"] = dict(sorted(self.failures.items()))
-                    torch.save({**info, "logits": torch.from_numpy(self.logits),
-                                "valid": torch.from_numpy(self.valid), "labels": torch.from_numpy(self.labels)}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        arrays = {"logits": self.logits, "valid": self.valid, "labels": self.labels}
+        if self.centre_logits is not None:
+            arrays.update(centre_logits=self.centre_logits, centre_valid=self.centre_valid)
+
+        def write(f) -> None:
+            if suffix == ".npz":
+                # uncompressed: float logits barely compress (7% for Kinetics-400) at 20x the time
+                np.savez(f, **arrays, info=np.array(json.dumps(info, allow_nan=False)))
+            else:
+                torch = _import_torch()
+                info["failures"] = dict(sorted(self.failures.items()))
+                torch.save({**info, **{k: torch.from_numpy(v) for k, v in arrays.items()}}, f)
+
+        return atomic_write(path, write)
 
     @classmethod
     def load(cls, path: PathLike) -> "TestResults":
@@ -213,7 +223,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
             missing = [k for k in (*_ARRAY_KEYS, "info") if k not in data.files]
             if missing:
                 raise ResultsError(f"{path}: missing arrays {missing}; not a TestResults file")
-            arrays = {k: data[k] for k in _ARRAY_KEYS}
+            arrays = {k: data[k] for k in (*_ARRAY_KEYS, *_CENTRE_KEYS) if k in data.files}
             info = json.loads(str(data["info"]))
     except ResultsError:
         raise
@@ -237,8 +247,8 @@ def _read_pt(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     missing = [k for k in _ARRAY_KEYS if not isinstance(payload.get(k), torch.Tensor)]
     if missing:
         raise ResultsError(f"{path}: missing tensors {missing}; not a TestResults file")
-    arrays = {k: payload[k].numpy() for k in _ARRAY_KEYS}
-    info = {k: v for k, v in payload.items() if k not in _ARRAY_KEYS}
+    arrays = {k: payload[k].numpy() for k in (*_ARRAY_KEYS, *_CENTRE_KEYS) if isinstance(payload.get(k), torch.Tensor)}
+    info = {k: v for k, v in payload.items() if k not in arrays}
     return arrays, info
 
 

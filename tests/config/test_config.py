@@ -207,3 +207,22 @@ def test_every_default_key_is_read_by_code_outside_the_config_package():
             if group not in by_table and (parent, leaf or group) not in reads:
                 unread.append(key)
     assert unread == []
+
+
+def test_the_kinetics_configs_follow_the_official_video_swin_protocol():
+    cfg = load_run_config("kinetics400")
+    # the validation list, last.pyth, every 2nd raw frame, looping short videos, mmcv's cosine
+    assert (cfg.TEST.SPLIT, cfg.TEST.CHECKPOINT_SELECTION) == ("val", "last")
+    assert (cfg.DATA.TARGET_FPS, cfg.DATA.SAMPLING_RATE, cfg.DATA.OUT_OF_BOUND) == (0, 2, "loop")
+    assert (cfg.SOLVER.LR_POLICY, cfg.SOLVER.PARAM_GROUP_RULE, cfg.SOLVER.WARMUP_START_FACTOR) == (
+        "mmcv_cosine", "video_swin", 0.1)
+    assert cfg.DIST.TIMEOUT_S == 1800 and cfg.SOLVER.BACKBONE_LR_MULT == 1.0  # from scratch
+    assert load_run_config("kinetics400/swin_s_32x2").SWIN.DROP_PATH_RATE == 0.1  # official (mmaction2 1.x: 0.2)
+    # the configs behind the paper's numbers start from ImageNet with the backbone at 0.1 x the LR
+    for name, weights in (("swin_t_32x2_in1k", "swin_tiny_patch4_window7_224.pth"),
+                          ("swin_s_32x2_in1k", "swin_small_patch4_window7_224.pth"),
+                          ("swin_b_32x2_in22k", "swin_base_patch4_window7_224_22k.pth"),
+                          ("stvit_r_swin_t_perframe_32x2_in1k", "swin_tiny_patch4_window7_224.pth")):
+        pretrained = load_run_config(f"kinetics400/{name}")
+        assert pretrained.TRAIN.CHECKPOINT_FILE_PATH == f"pretrained/{weights}", name
+        assert (pretrained.TRAIN.CHECKPOINT_TYPE, pretrained.SOLVER.BACKBONE_LR_MULT) == ("swin2d", 0.1), name

@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 import stvit_video.datasets.kinetics as kinetics
 from stvit_video.datasets import BadVideoCounter, build_dataset, collate_samples
-from stvit_video.datasets.clip_sampling import ClipSpec, centre_clip, uniform_clip
+from stvit_video.datasets.clip_sampling import ClipSpec, centre_clip, segment_clip
 from stvit_video.datasets.synthetic import frame_pattern, read_frame_index
 from stvit_video.utils.errors import DataError
 
@@ -68,16 +69,22 @@ def test_split_lengths_shapes_and_labels(videos, small_cfg, write_lists, split, 
 
 
 @pytest.mark.parametrize("name, frames", [("lossless", 60), ("fps25", 50), ("fps2997", 50), ("short", 12)])
-def test_test_clips_cover_first_and_last_frame_exactly(videos, small_cfg, write_lists, name, frames):
+def test_test_clips_are_the_segment_centred_clips(videos, small_cfg, write_lists, name, frames):
     dataset = build_dataset(small_cfg(write_lists([(videos[name], 0)])), "test")
     dataset.transform = raw_frames
     fps = {"fps25": 25.0, "fps2997": 30000 / 1001}.get(name, 30.0)
     for clip_index in range(3):  # item i = clip i of the only video
-        expected = uniform_clip(SPEC, frames, fps, clip_index, 3).indices.tolist()
+        expected = segment_clip(SPEC, frames, fps, clip_index, 3).indices.tolist()
         for crop in dataset[clip_index].frames:
             assert decoded_indices(crop) == expected
-    assert decoded_indices(dataset[0].frames[0])[0] == 0
-    assert decoded_indices(dataset[2].frames[2])[-1] == frames - 1
+
+
+def test_the_test_role_reads_the_list_of_test_split(videos, small_cfg, write_lists):
+    cfg = small_cfg(write_lists([(videos["lossless"], 0)]), "TEST.SPLIT", "val")
+    Path(cfg.DATA.PATH_TO_DATA_DIR, "test.csv").unlink()  # the official protocol tests on the val list
+    dataset = build_dataset(cfg, "test")
+    assert dataset.source.endswith("val.csv") and dataset.name == "kinetics test (val list)"
+    assert dataset.views_per_video == 9 and len(build_dataset(cfg, "test", views=(1, 1))) == 1
 
 
 def test_multi_view_items_are_exact_clips_and_crops(videos, small_cfg, write_lists):
@@ -89,7 +96,7 @@ def test_multi_view_items_are_exact_clips_and_crops(videos, small_cfg, write_lis
         sample = dataset[3 + clip_index]  # second video
         assert (sample.label, sample.video_index) == (4, 1)
         assert sample.view_index == tuple(clip_index * 3 + crop for crop in range(3))
-        indices = uniform_clip(SPEC, 60, 30.0, clip_index, 3).indices
+        indices = segment_clip(SPEC, 60, 30.0, clip_index, 3).indices
         full = torch.from_numpy(np.stack([frame_pattern(i, 48, 64) for i in indices])).permute(3, 0, 1, 2)
         for crop in range(3):
             assert torch.equal(sample.frames[crop], full[..., 8 * crop : 8 * crop + 48])
@@ -108,7 +115,8 @@ def test_one_test_crop_is_the_centre(videos, small_cfg, write_lists):
                     2, "DATA.TEST_CROP_SIZE", 48)
     dataset = build_dataset(cfg, "test")
     assert len(dataset) == 2 and dataset[1].view_index == (1,)
-    frame0 = torch.from_numpy(frame_pattern(0, 48, 64)).permute(2, 0, 1)[..., 8:56]
+    # clip 0 of 2 starts at int(a / 2) with a = (60 - 16 + 1) / 2: frame 11
+    frame0 = torch.from_numpy(frame_pattern(11, 48, 64)).permute(2, 0, 1)[..., 8:56]
     assert dataset[0].frames.shape == (1, 3, 8, 48, 48)
     assert torch.equal(dataset[0].frames[0, :, 0], frame0)
 

@@ -83,6 +83,24 @@ def test_train_sampler_resumes_inside_an_epoch_with_the_same_items_and_seeds():
     assert list(other_epoch) != list(full)
 
 
+def test_a_position_is_the_same_sample_whatever_the_number_of_ranks():
+    """Resuming at global position 4 on 2 ranks gives the items of positions 4, 5, ... that one rank
+    would have taken from 4 on (same index, same seed), interleaved by rank."""
+    one = TrainSampler(10, num_replicas=1, rank=0, seed=3)
+    one.set_epoch(1, start=4)
+    ranks = []
+    for rank in range(2):
+        sampler = TrainSampler(10, num_replicas=2, rank=rank, seed=3)
+        sampler.set_epoch(1, start=4)
+        ranks.append(list(sampler))
+    assert [item for pair in zip(*ranks) for item in pair] == list(one) and len(ranks[0]) == len(ranks[1]) == 3
+    odd = TrainSampler(10, num_replicas=2, rank=1, seed=3)
+    odd.set_epoch(1, start=5)  # a start that is not a multiple of the ranks (another world size before)
+    assert list(odd) == list(one)[2::2] and odd.items_per_epoch == 10
+    with pytest.raises(ValueError, match="start 11 outside"):
+        odd.set_epoch(1, start=11)
+
+
 def test_an_item_is_the_same_whichever_process_loads_it(videos, small_cfg, write_lists):
     rows = [(videos[n], i) for i, n in enumerate(["lossless", "h264", "audio", "tiny"])]
     frames = []

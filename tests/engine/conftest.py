@@ -65,7 +65,8 @@ def tiny_overrides(data: Path, out: Path, *extra) -> list[str]:
         "DATA.TRAIN_JITTER_SCALES", "[32, 36]", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
         "DATA.TRAIN_JITTER_SCALES_RELATIVE", "[]",
         "DATA_LOADER.NUM_WORKERS", "0", "TRAIN.BATCH_SIZE", "6", "TEST.BATCH_SIZE", "12",
-        "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "SOLVER.BASE_LR", "0.002",
+        "TEST.NUM_ENSEMBLE_VIEWS", "2", "TEST.NUM_SPATIAL_CROPS", "3", "TEST.SPLIT", "test",
+        "TEST.CHECKPOINT_SELECTION", "best", "SOLVER.BASE_LR", "0.002",
         "SOLVER.REFERENCE_BATCH_SIZE", "6", "SOLVER.WARMUP_EPOCHS", "0.5", "SOLVER.MAX_EPOCH", "4",
         "SOLVER.WEIGHT_DECAY", "0.0", "LOG_PERIOD", "2", *map(str, extra),
     ]

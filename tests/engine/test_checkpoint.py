@@ -25,7 +25,7 @@ from stvit_video.utils.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[2]
 TRANSFORM = dict(mean=[0.45, 0.45, 0.45], std=[0.225, 0.225, 0.225], short_side=256, crop=224, num_frames=32,
-                 sampling_rate=2, target_fps=None, num_clips=4, num_crops=3)
+                 sampling_rate=2, target_fps=0.0, num_clips=4, num_crops=3, out_of_bound="loop")
 ARCH = {"name": "swin3d_tiny", "kwargs": {"num_classes": 3, "depths": (2, 2, 6, 2), "drop_path_rate": 0.1}}
 LOG = logging.getLogger("test_checkpoint")  # propagates to the root logger that caplog watches
 
@@ -62,9 +62,14 @@ def _trained(steps: int = 2):
     return model, optimizer, scaler
 
 
-def _state(model, optimizer=None, scaler=None, *, epoch=1, it=0, step=10, best=None, **kw):
+def _position(samples: int, **changes) -> dict:
+    return {"samples_in_epoch": samples, "items_per_step": 8, "items_per_epoch": 96, "num_items": 95,
+            "world_size": 2, "accum_steps": 1, "batch_size": 8, "seed": 0, **changes}
+
+
+def _state(model, optimizer=None, scaler=None, *, epoch=1, it=0, step=10, best=None, samples=None, **kw):
     kw = {"cfg_text": "TRAIN:\n  BATCH_SIZE: 8\n", "class_names": ["a b", "c", "d"], "test_transform": TRANSFORM,
-          "arch": ARCH, **kw}
+          "arch": ARCH, "position": None if samples is None else _position(samples), **kw}
     return build_checkpoint_state(model=model, optimizer=optimizer, scaler=scaler, epoch=epoch, iter_in_epoch=it,
                                   global_step=step, best_metric=best, **kw)
 
@@ -93,7 +98,7 @@ def test_resume_restores_model_optimizer_scaler_and_progress(tmp_path):
     fresh, fresh_opt, fresh_scaler = Tiny(), None, torch.amp.GradScaler("cpu")
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
     point = load_for_resume(found[1], FakeCompiled(fresh), fresh_opt, fresh_scaler)
-    assert point == (2, 7, 47, 60.0)
+    assert point == (2, 7, 47, 60.0, None)  # an iteration-named file of an older version: no sample position
     for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         assert torch.equal(a, b), k
     saved, restored = optimizer.state_dict()["state"], fresh_opt.state_dict()["state"]
@@ -193,36 +198,41 @@ def test_a_process_killed_while_saving_leaves_a_loadable_file(tmp_path):
 # ----------------------------------------------------------------------------------------- #
 def test_names_round_trip_and_order_by_training_progress():
     assert checkpoint_name(3) == "checkpoint_epoch_00003.pyth"
-    assert checkpoint_name(4, 500) == "checkpoint_epoch_00004_iter_000500.pyth"
-    assert parse_checkpoint_name("/x/checkpoint_epoch_00004_iter_000500.pyth") == CheckpointName(4, 500)
+    assert checkpoint_name(4, 32000) == "checkpoint_epoch_00004_sample_00032000.pyth"
+    assert parse_checkpoint_name("/x/checkpoint_epoch_00004_sample_00032000.pyth") == CheckpointName(4, 32000)
     assert parse_checkpoint_name("checkpoint_epoch_00003.pyth") == CheckpointName(3, None)
+    # the iteration names of older versions still parse
+    assert parse_checkpoint_name("checkpoint_epoch_00004_iter_000500.pyth") == CheckpointName(4, 500, "iter")
     for other in ("last.pyth", "best.pyth", "checkpoint_epoch_00003.pyth.tmp-12-ab", "checkpoint_epoch_3.pyth"):
         assert parse_checkpoint_name(other) is None
-    # end of epoch 3 < 500 iterations into epoch 4 < end of epoch 4; mid-epoch 3 is older than end of 3
-    order = sorted([CheckpointName(4, None), CheckpointName(4, 500), CheckpointName(3, None), CheckpointName(3, 900)],
-                   key=lambda n: n.progress)
-    assert order == [CheckpointName(3, 900), CheckpointName(3, None), CheckpointName(4, 500), CheckpointName(4, None)]
+    # end of epoch 3 < 500 samples into epoch 4 < end of epoch 4; mid-epoch 3 is older than end of 3;
+    # an old iteration name is older than the sample names of its epoch (it came before the upgrade)
+    order = sorted([CheckpointName(4, None), CheckpointName(4, 500), CheckpointName(3, None), CheckpointName(3, 900),
+                    CheckpointName(4, 9000, "iter")], key=lambda n: n.progress)
+    assert order == [CheckpointName(3, 900), CheckpointName(3, None), CheckpointName(4, 9000, "iter"),
+                     CheckpointName(4, 500), CheckpointName(4, None)]
 
 
 def test_training_checkpoints_write_last_and_best_and_prune_only_superseded_mid_epoch_files(tmp_path):
     model = Tiny()
 
-    def save(epoch, it, is_best=False, keep=1):
-        return save_training_checkpoint(tmp_path, _state(model, epoch=epoch, it=it), is_best=is_best,
-                                        keep_mid_epoch=keep).name
+    def save(epoch, samples, is_best=False, keep=1):
+        state = _state(model, epoch=epoch, it=samples // 8, samples=samples)
+        return save_training_checkpoint(tmp_path, state, is_best=is_best, keep_mid_epoch=keep).name
 
     def files():
         return sorted(p.name for p in tmp_path.iterdir())
 
     assert save(1, 0, is_best=True) == "checkpoint_epoch_00001.pyth"
     assert (tmp_path / "best.pyth").read_bytes() == (tmp_path / "checkpoint_epoch_00001.pyth").read_bytes()
-    assert save(1, 100) == "checkpoint_epoch_00002_iter_000100.pyth"
-    assert save(1, 200) == "checkpoint_epoch_00002_iter_000200.pyth"
-    assert files() == ["best.pyth", "checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002_iter_000200.pyth",
+    assert save(1, 16) == "checkpoint_epoch_00002_sample_00000016.pyth"
+    assert save(1, 32) == "checkpoint_epoch_00002_sample_00000032.pyth"
+    assert files() == ["best.pyth", "checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002_sample_00000032.pyth",
                        "last.pyth"]
-    assert (tmp_path / "last.pyth").read_bytes() == (tmp_path / "checkpoint_epoch_00002_iter_000200.pyth").read_bytes()
-    save(1, 300, keep=2)
-    assert "checkpoint_epoch_00002_iter_000200.pyth" in files()  # keep=2: the previous one stays
+    newest = tmp_path / "checkpoint_epoch_00002_sample_00000032.pyth"
+    assert (tmp_path / "last.pyth").read_bytes() == newest.read_bytes()
+    save(1, 48, keep=2)
+    assert "checkpoint_epoch_00002_sample_00000032.pyth" in files()  # keep=2: the previous one stays
     save(2, 0)  # the end of epoch 2 supersedes its mid-epoch files
     assert files() == ["best.pyth", "checkpoint_epoch_00001.pyth", "checkpoint_epoch_00002.pyth", "last.pyth"]
     assert torch.load(tmp_path / "best.pyth", weights_only=True)["epoch"] == 1
@@ -318,9 +328,78 @@ def test_cuda_rng_states_and_cuda_weights_round_trip(tmp_path):
     expected = torch.rand(4, device="cuda")
     torch.cuda.manual_seed_all(99)
     state = torch.load(path, weights_only=True)
-    assert len(state["rng"]["cuda"]) == torch.cuda.device_count()
+    # only this rank's device: restoring others would create a context on every GPU
+    assert len(state["rng"]["cuda"]) == 1 and state["rng"]["cuda_device"] == torch.cuda.current_device()
     restore_rng_state(state["rng"])
     assert torch.equal(torch.rand(4, device="cuda"), expected)
     inf = load_for_inference(path)
     assert inf.state_dict["head.weight"].device.type == "cpu"
     assert torch.equal(inf.state_dict["head.weight"], model.head.weight.detach().cpu())
+
+
+# ----------------------------------------------------------------------------------------- #
+# Resume: optimizer hyperparameters, regrouped parameters, every rank's RNG
+# ----------------------------------------------------------------------------------------- #
+def _named_groups(model, weight_decay, decay_bias):
+    """Two groups named as ours are (``param_names``): decayed weights, and biases (decayed or not)."""
+    weights = [(n, p) for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [(n, p) for n, p in model.named_parameters() if n.endswith("bias")]
+    if decay_bias:
+        weights, biases = weights + biases, []
+    groups = [{"params": [p for _, p in weights], "param_names": [n for n, _ in weights], "weight_decay": weight_decay,
+               "lr_mult": 1.0}]
+    if biases:
+        groups.append({"params": [p for _, p in biases], "param_names": [n for n, _ in biases], "weight_decay": 0.0,
+                       "lr_mult": 1.0})
+    return groups
+
+
+def test_resume_keeps_the_configs_hyperparameters_logs_each_change_and_matches_state_by_name(caplog):
+    model = Tiny()
+    optimizer = torch.optim.AdamW(_named_groups(model, 0.05, decay_bias=False), lr=1e-2, betas=(0.9, 0.999))
+    model(torch.randn(6, 4)).sum().backward()
+    optimizer.step()
+    state = _state(model, optimizer)
+    # the config now: another weight decay, beta1, and biases decayed too (one group instead of two)
+    fresh = Tiny()
+    now = torch.optim.AdamW(_named_groups(fresh, 0.02, decay_bias=True), lr=1e-2, betas=(0.8, 0.999))
+    with caplog.at_level(logging.WARNING):
+        load_for_resume(state, fresh, now, None)
+    assert now.param_groups[0]["weight_decay"] == 0.02 and now.param_groups[0]["betas"] == (0.8, 0.999)
+    text = caplog.text
+    assert "weight_decay 0.05 -> 0.02 for 3 parameter(s)" in text
+    assert "weight_decay 0.0 -> 0.02 for 3 parameter(s)" in text
+    assert "betas [0.9, 0.999] -> [0.8, 0.999] for 6 parameter(s)" in text
+    # each parameter got its own moments back, whatever group it is in now
+    names = now.param_groups[0]["param_names"]
+    saved = {n: optimizer.state[p] for g in optimizer.param_groups for n, p in zip(g["param_names"], g["params"])}
+    for name, p in zip(names, now.param_groups[0]["params"]):
+        assert torch.equal(now.state[p]["exp_avg"], saved[name]["exp_avg"]), name
+    # a parameter without a saved state is named
+    smaller = torch.optim.AdamW(_named_groups(Tiny(), 0.02, decay_bias=True)[:1], lr=1e-2)
+    smaller.param_groups[0]["param_names"].append("extra.weight")
+    smaller.param_groups[0]["params"].append(nn.Parameter(torch.zeros(1)))
+    with pytest.raises(CheckpointError, match=r"1 without a saved state, e.g. \['extra.weight'\]"):
+        load_for_resume(state, Tiny(), smaller, None)
+
+
+def test_every_ranks_rng_state_is_stored_and_the_position_travels(tmp_path):
+    torch.manual_seed(1)
+    rank0 = capture_rng_state()
+    torch.manual_seed(2)
+    rank1 = capture_rng_state()
+    state = _state(Tiny(), torch.optim.SGD(Tiny().parameters(), lr=0.1), epoch=2, it=3, samples=24,
+                   rng_ranks=[rank0, rank1])
+    assert state["rng"] is not None and torch.equal(state["rng"]["torch"], rank0["torch"])  # rank 0's is also "rng"
+    path = save_training_checkpoint(tmp_path, state, is_best=False)
+    assert path.name == "checkpoint_epoch_00003_sample_00000024.pyth"
+    loaded = torch.load(path, weights_only=True)
+    restore_rng_state(loaded["rng_ranks"][1])
+    expected = torch.rand(3)
+    torch.manual_seed(2)
+    assert torch.equal(torch.rand(3), expected)
+    model = Tiny()
+    point = load_for_resume(loaded, model, torch.optim.SGD(model.parameters(), lr=0.1), None)
+    assert point.position == _position(24)
+    with pytest.raises(ValueError, match="position must have the keys"):
+        _state(Tiny(), position={"samples_in_epoch": 3})

@@ -160,3 +160,14 @@ def test_startup_check_turns_a_missing_rank_into_a_clear_error(two_rank_run):
 def test_auto_device_is_the_local_rank_gpu():
     ctx = D.init_distributed(world_size=1, rank=0, local_rank=0)
     assert ctx.device == torch.device("cuda", 0) and torch.cuda.current_device() == 0 and ctx.backend is None
+
+
+def test_main_rank_work_longer_than_half_the_timeout_is_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(D, "_initialized", lambda: True)
+    monkeypatch.setattr(D.dist, "get_world_size", lambda: 2)
+    clock = iter([100.0, 1100.0])
+    monkeypatch.setattr(D.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level("WARNING"):
+        with D.main_rank_work("writing a checkpoint", 1800.0):
+            pass
+    assert "writing a checkpoint took 1000 s on rank 0" in caplog.text and "DIST.TIMEOUT_S = 1800 s" in caplog.text

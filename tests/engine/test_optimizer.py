@@ -42,3 +42,19 @@ def test_build_optimizer_applies_the_multipliers():
     assert isinstance(optimizer, torch.optim.AdamW)
     lrs = {(g["role"], g["weight_decay"]): g["lr"] for g in optimizer.param_groups}
     assert lrs[("backbone", 0.02)] == 0.0002 and lrs[("head", 0.02)] == 0.002
+
+
+def test_the_video_swin_rule_reads_the_official_custom_keys_as_mmcv_does():
+    """mmcv applies only the longest custom key a name contains: the bias tables get decay 0 and
+    LR x 1.0 (not the backbone's 0.1); norms and biases are decayed with the backbone."""
+    model = stvit_model(SWIN_MINI, use_global=True)
+    groups = build_param_groups(model, weight_decay=0.02, backbone_lr_mult=0.1, stgm_lr_mult=1.0, rule="video_swin")
+    by_name = {n: g for g in groups for n in g["param_names"]}
+    table = by_name["layers.0.blocks.0.attn.relative_position_bias_table"]
+    assert (table["role"], table["lr_mult"], table["weight_decay"]) == ("position_bias", 1.0, 0.0)
+    for name in ("layers.0.blocks.0.norm1.weight", "layers.0.blocks.0.attn.qkv.bias", "patch_embed.proj.weight"):
+        assert (by_name[name]["lr_mult"], by_name[name]["weight_decay"]) == (0.1, 0.02), name
+    assert (by_name["head.fc.bias"]["lr_mult"], by_name["head.fc.bias"]["weight_decay"]) == (1.0, 0.02)
+    stgm = by_name["layers.2.blocks.1.layer_scale_1"]
+    assert (stgm["role"], stgm["lr_mult"], stgm["weight_decay"]) == ("stgm", 1.0, 0.02)
+    assert sorted(by_name) == sorted(n for n, _ in model.named_parameters())

@@ -71,5 +71,9 @@ def test_command_line_prints_names_writes_json_and_exit_codes(colour_data, train
     assert "bad.mp4: could not be decoded:" in capsys.readouterr().out
     assert predict_main([str(tmp_path / "none.pyth"), str(folder)]) == 2
     assert "error: checkpoint file" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        predict_main([ckpt, str(folder), "--views", "4by3"])
+    # impossible views are one error line and exit 2, as every bad input
+    for views, message in (("4by3", "--views '4by3': use CLIPSxCROPS"), ("4x2", "4x2 views: a clip gives 1 or 3 crops"),
+                           ("0x3", "--views '0x3'")):
+        assert predict_main([ckpt, str(folder), "--views", views]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err

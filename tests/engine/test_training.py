@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import simplejson
 import torch
 
+import stvit_video.engine.checkpoint as ckpt
 from stvit_video.cli import main
-from stvit_video.engine.schedule import WarmupCosine
+from stvit_video.datasets.kinetics import VideoClipDataset
+from stvit_video.engine import training
+from stvit_video.engine.distributed import DistContext
+from stvit_video.engine.schedule import LRSchedule
+from stvit_video.report import TestResults
 
 from .conftest import tiny_overrides
 
@@ -62,39 +69,14 @@ def test_the_applied_lr_follows_warmup_and_cosine(colour_data, tmp_path):
                                                           "TENSORBOARD.ENABLE", True)]) == 0
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))  # TensorBoard scalars were written
     lrs = [r["lr"] for r in _stats(out)]
-    schedule = WarmupCosine(base_lr=0.002, warmup_epochs=1.5, max_epochs=4, warmup_start_factor=0.1, end_factor=0.0)
+    schedule = LRSchedule(policy="mmcv_cosine", base_lr=0.002, warmup_epochs=1.5, max_epochs=4,
+                          warmup_start_factor=0.1, end_factor=0.0)
     assert lrs == pytest.approx([schedule(step / 4) for step in range(16)], rel=1e-9)
-    assert lrs[0] == pytest.approx(0.0002) and lrs[6] == pytest.approx(0.002)  # start, and warmup end: 6/4 = 1.5
-    assert lrs[-1] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * (3.75 - 1.5) / 2.5)))
-
-
-def test_an_interrupted_run_resumes_to_the_same_weights(colour_data, tmp_path):
-    args = ("TEST.ENABLE", "False", "TRAIN.CHECKPOINT_PERIOD_ITERS", "2", "SOLVER.MAX_EPOCH", "3")
-    whole = _run_cli(*tiny_overrides(colour_data, tmp_path / "whole", *args))
-    assert whole.returncode == 0, whole.stderr
-    # the same run, killed inside epoch 2 (after its mid-epoch checkpoint), then started again
-    out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-W", "ignore", "tools/run_net.py", "--cfg", "kinetics400",
-                             *tiny_overrides(colour_data, out, *args)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    mid = out / "checkpoints" / "checkpoint_epoch_00002_iter_000002.pyth"
-    deadline = time.time() + 240
-    while not mid.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not (out / "checkpoints" / "checkpoint_epoch_00003.pyth").exists()
-    # a newer checkpoint that is empty (a disk full at the wrong moment) must be skipped
-    (out / "checkpoints" / "checkpoint_epoch_00002_iter_000003.pyth").write_bytes(b"")
-    resumed = _run_cli(*tiny_overrides(colour_data, out, *args))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "checkpoint_epoch_00002_iter_000003.pyth" in resumed.stdout + resumed.stderr  # the skip is named
-    assert "resuming from" in resumed.stdout
-    a, b = _weights(tmp_path / "whole/checkpoints/last.pyth"), _weights(out / "checkpoints/last.pyth")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    # the official curve: the warm-up factor over the per-epoch cosine, cos(pi * floor(e) / 4)
+    assert lrs[0] == pytest.approx(0.0002)
+    assert lrs[5] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi / 4)) * (1 - (1 - 1.25 / 1.5) * 0.9))
+    assert lrs[6] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi / 4)))  # warm-up ends at 6/4 = 1.5
+    assert lrs[-1] == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * 3 / 4)))
 
 
 def test_a_nan_loss_stops_the_run_naming_the_iteration(colour_data, tmp_path, capsys):
@@ -119,8 +101,8 @@ def test_accumulating_k_batches_equals_one_k_times_larger_batch(colour_data, tmp
         torch.testing.assert_close(finals[0][k], finals[1][k], rtol=0, atol=1e-6, msg=k)
 
 
-@pytest.mark.parametrize("launcher", ["spawn", "torchrun"])
-def test_two_processes_split_the_global_batch_and_match_one_process(colour_data, tmp_path, launcher):
+def test_two_processes_split_the_global_batch_and_match_one_process(colour_data, tmp_path):
+    launcher = "torchrun"  # the spawn launcher: test_a_killed_two_process_run_resumes_to_the_same_weights
     args = ("TEST.ENABLE", "False", "SOLVER.MAX_EPOCH", "1", "TRAIN.EVAL_PERIOD", "1", "DIST.TIMEOUT_S", "60")
     single = tmp_path / "single"
     assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, single, *args)]) == 0
@@ -152,3 +134,182 @@ def test_bad_input_is_one_error_line_and_writes_nothing(colour_data, tmp_path, c
     assert "TRAIN.BATCH_SIZE = 6: the global batch must be divisible by NUM_GPUS x NUM_SHARDS = 4" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+class _Killed(BaseException):
+    """Ends an in-process run the way a kill does: nothing after it runs."""
+
+
+def _kill_after_mid_epoch_save(monkeypatch, samples: int) -> None:
+    """Raise :class:`_Killed` right after the mid-epoch checkpoint of epoch 2 at ``samples`` is written."""
+    save = ckpt.save_training_checkpoint
+
+    def save_then_die(folder, state, **kw):
+        path = save(folder, state, **kw)
+        if state["epoch"] == 1 and state["position"]["samples_in_epoch"] == samples:
+            raise _Killed(path)
+        return path
+
+    monkeypatch.setattr(ckpt, "save_training_checkpoint", save_then_die)
+
+
+def test_a_mid_epoch_resume_with_another_batch_trains_each_sample_once(colour_data, tmp_path, monkeypatch, capsys):
+    loaded: list[tuple[int, int]] = []  # (epoch, position) of every training item loaded
+    item = VideoClipDataset.__getitem__
+
+    def spy(self, key):
+        if isinstance(key, tuple):  # training items come as (index, item seed); seed 0: seed = epoch * P + position
+            loaded.append(divmod(key[1], 1_000_003))
+        return item(self, key)
+
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", spy)
+    out = tmp_path / "run"
+    args = ("TEST.ENABLE", "False", "SOLVER.MAX_EPOCH", 2, "TRAIN.CHECKPOINT_PERIOD_ITERS", 1, "LOG_PERIOD", 1)
+    _kill_after_mid_epoch_save(monkeypatch, samples=12)
+    with pytest.raises(_Killed):  # epoch 1, then 2 of epoch 2's 4 steps of 6 clips
+        main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, *args)])
+    monkeypatch.undo()
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", spy)
+    # another training list cannot continue that epoch: refused, naming the way out
+    other = tmp_path / "other_data"
+    shutil.copytree(colour_data, other)
+    (other / "train.csv").write_text("".join((colour_data / "train.csv").read_text().splitlines(True)[:-1]))
+    assert main(["--cfg", "kinetics400", *tiny_overrides(other, out, *args)]) == 2
+    err = capsys.readouterr().err
+    assert "after 12 samples of an order drawn from 24 training videos" in err and "now there are 23" in err
+    assert "checkpoint_epoch_00002_sample_00000012.pyth" in err
+    # resumed with 4 clips per step instead of 6: the rest of epoch 2 in 3 steps of 4
+    before = len(loaded)
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, *args, "TRAIN.BATCH_SIZE", 4)]) == 0
+    assert "continues from sample 12 with another layout (batch_size 6 -> 4)" in capsys.readouterr().out
+    assert sorted(p for e, p in loaded if e == 1) == list(range(24))  # epoch 2: every position exactly once
+    assert sorted(p for e, p in loaded[before:]) == list(range(12, 24))
+    rows = _stats(out)
+    assert [r["global_step"] for r in rows] == list(range(1, 10))  # 4 + 2 steps of 6, then 3 of 4: none twice
+    # each resumed step runs at the LR of its sample position (12, 16, 20 of 24), scaled to the batch of 4
+    schedule = LRSchedule(policy="mmcv_cosine", base_lr=0.002 * 4 / 6, warmup_epochs=0.5, max_epochs=2,
+                          warmup_start_factor=0.1, end_factor=0.0)
+    assert [r["lr"] for r in rows[6:]] == pytest.approx([schedule(1 + p / 24) for p in (12, 16, 20)], rel=1e-12)
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_weights_and_tests_as_one_process(colour_data, tmp_path):
+    """SlowFast-style spawn of 2 processes: killed in mid-epoch, resumed exactly; then its
+    multi-view test gathers every (video, view) once, exactly as a 1-process test of the same
+    checkpoint."""
+    # dropout and drop path draw from each rank's own generator: only every rank's saved RNG state
+    # brings both ranks back to where they were
+    args = ("TEST.ENABLE", "False", "SOLVER.MAX_EPOCH", "1", "TRAIN.CHECKPOINT_PERIOD_ITERS", "1", "NUM_GPUS", "2",
+            "MODEL.HEAD_DROPOUT", "0.5", "SWIN.DROP_PATH_RATE", "0.2", "DIST.TIMEOUT_S", "60")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = _run_cli(*tiny_overrides(colour_data, tmp_path / "whole", *args), env=env)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-W", "ignore", "tools/run_net.py", "--cfg", "kinetics400",
+                             *tiny_overrides(colour_data, out, *args)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    mid = out / "checkpoints" / "checkpoint_epoch_00001_sample_00000012.pyth"  # 2 of the epoch's 4 steps
+    deadline = time.time() + 240
+    while not mid.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, as a preemption does
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    state = torch.load(mid, weights_only=True)
+    assert len(state["rng_ranks"]) == 2 and not torch.equal(state["rng_ranks"][0]["torch"],
+                                                            state["rng_ranks"][1]["torch"])
+    resumed = _run_cli(*tiny_overrides(colour_data, out, *args, "TEST.ENABLE", "True"), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout
+    a, b = _weights(tmp_path / "whole/checkpoints/last.pyth"), _weights(out / "checkpoints/last.pyth")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    one = tmp_path / "one"
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, one, "TRAIN.ENABLE", "False",
+                                                          "TEST.CHECKPOINT_FILE_PATH", out / "checkpoints/best.pyth")]) == 0
+    x, y = TestResults.load(one / "eval/results.npz"), TestResults.load(out / "eval/results.npz")
+    assert np.array_equal(x.valid, y.valid) and np.array_equal(x.labels, y.labels) and x.logits.shape == (12, 6, 3)
+    np.testing.assert_allclose(x.logits, y.logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(x.centre_logits, y.centre_logits, rtol=1e-5, atol=1e-5)
+    report = [simplejson.loads((o / "eval/report.json").read_text()) for o in (one, out)]
+    assert report[0]["headline"] == report[1]["headline"] and report[0]["views_curve"] == report[1]["views_curve"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_model_is_on_its_device_before_the_optimizer_and_the_resumed_state(colour_data, tmp_path, monkeypatch):
+    """Fused AdamW on CUDA refuses a CPU ``step`` (pytorch#104767): the optimizer must be built over
+    parameters already on the device, and a checkpoint loaded into both there. A CPU machine checks
+    the order with the meta device standing in for the GPU."""
+    from stvit_video.engine.config_check import load_run_config
+
+    out = tmp_path / "run"
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, "TEST.ENABLE", False,
+                                                          "SOLVER.MAX_EPOCH", 1)]) == 0
+    cfg = load_run_config("kinetics400", tiny_overrides(colour_data, out, "SOLVER.MAX_EPOCH", 2))
+    seen = {}
+    build = training.build_optimizer
+
+    def record_build(cfg, model, **kw):
+        seen["build"] = next(model.parameters()).device.type
+        return build(cfg, model, **kw)
+
+    def record_load(state, model, optimizer, scaler, **kw):
+        seen["load"] = (next(model.parameters()).device.type, optimizer.param_groups[0]["params"][0].device.type)
+        raise _Stop
+
+    monkeypatch.setattr(training, "build_optimizer", record_build)
+    monkeypatch.setattr(ckpt, "load_for_resume", record_load)
+    with pytest.raises(_Stop):
+        training.train(cfg, DistContext(device=torch.device("meta")))
+    assert seen == {"build": "meta", "load": ("meta", "meta")}
+
+
+def test_rows_logged_after_the_resumed_checkpoint_are_dropped_once(tmp_path):
+    from stvit_video.engine.trainer import drop_stats_after
+
+    stats = tmp_path / "stats.jsonl"
+    rows = [{"mode": "train", "global_step": s} for s in (1, 2, 3, 4)] + [{"mode": "val", "epoch": 1, "global_step": 4}]
+    stats.write_text("".join(simplejson.dumps(r) + "\n" for r in rows) + '{"mode": "train", "glo')  # cut by the kill
+    assert drop_stats_after(stats, 2) == 4  # steps 3 and 4, the validation at 4, the cut line
+    assert [simplejson.loads(line)["global_step"] for line in stats.read_text().splitlines()] == [1, 2]
+    assert drop_stats_after(stats, 2) == 0 and drop_stats_after(tmp_path / "none.jsonl", 0) == 0
+
+
+def test_a_pretrained_backbone_at_the_full_lr_is_a_warning(caplog):
+    from stvit_video.engine.config_check import load_run_config
+
+    with caplog.at_level("WARNING"):
+        training._warn_pretrained_lr(load_run_config("kinetics400", ["TRAIN.CHECKPOINT_FILE_PATH", "in1k.pth"]))
+        assert "SOLVER.BACKBONE_LR_MULT is 1.0" in caplog.text
+        caplog.clear()
+        training._warn_pretrained_lr(load_run_config("kinetics400/swin_t_32x2_in1k"))
+        assert caplog.text == ""
+
+
+def test_validation_runs_the_bare_model_inside_compile_and_ddp_wrappers():
+    """torch.compile wraps DDP in a compiled run; validating through either wrapper would run
+    DDP's forward, whose collectives wait for ranks that have a different number of batches."""
+    from stvit_video.datasets.device_transforms import DeviceTransform
+    from stvit_video.datasets.loader import VideoBatch
+    from stvit_video.engine.trainer import run_evaluation
+
+    class Wrapper(torch.nn.Module):  # stands for DDP (.module) and compile (._orig_mod), in that order
+        def __init__(self, inner, attribute):
+            super().__init__()
+            setattr(self, attribute, inner)
+
+        def forward(self, x):
+            raise AssertionError("validation called a wrapper")
+
+    bare = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 2 * 4 * 4, 3))
+    ddp = Wrapper(bare, "module")
+    ddp.__class__ = type("FakeDDP", (Wrapper, torch.nn.parallel.DistributedDataParallel), {})
+    compiled = Wrapper(ddp, "_orig_mod")
+    frames = torch.randint(0, 256, (4, 3, 2, 4, 4), dtype=torch.uint8)
+    batch = VideoBatch(frames, torch.tensor([0, 1, 2, 0]), torch.arange(4), torch.zeros(4, dtype=torch.long),
+                       torch.zeros(4, dtype=torch.bool), torch.zeros(0, dtype=torch.long), ())
+    result = run_evaluation(compiled, [batch], device=torch.device("cpu"),
+                            device_transform=DeviceTransform([0.5] * 3, [0.25] * 3), amp_dtype=None)
+    assert result["count"] == 4 and bare.training

@@ -14,7 +14,7 @@ from stvit_video.report import (
     predictions, select_views, summary_text, topk_accuracy, topk_correct,
 )
 from stvit_video.report.figures import MAX_CONFUSION_CLASSES, confusion_png
-from stvit_video.report.metrics import confused_classes
+from stvit_video.report.metrics import clips_text, confused_classes, one_view_ranks
 from tests.report.conftest import curve_case, random_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -41,9 +41,12 @@ def _expected(results, top_pairs=20):
     for crops in sorted({1, r.num_crops}):
         for clips in range(1, r.num_clips + 1):
             s, h = aggregate(r.logits, r.valid, r.ensemble, select_views(r.num_clips, r.num_crops, clips, crops))
+            ids = [int((2 * i + 1) * r.num_clips // (2 * clips)) for i in range(clips)]
             curve.append({"clips": clips, "crops": crops, "views": clips * crops, "label": f"{clips}x{crops}",
                           "top1": topk_accuracy(s, r.labels, 1, h), "top5": topk_accuracy(s, r.labels, 5, h),
-                          "unscored": int((~h).sum())})
+                          "unscored": int((~h).sum()), "clip_ids": ids,
+                          "clip_positions": [(c + 0.5) / r.num_clips for c in ids],
+                          "clips_used": clips_text(ids, r.num_clips)})
     cm = confusion_matrix(r.labels, pred, k)
     per_class = []
     for c in sorted(set(r.labels.tolist())):
@@ -64,7 +67,8 @@ def _expected(results, top_pairs=20):
         "headline": {
             "top1": 100.0 * ok1.sum() / n, "top5": 100.0 * ok5.sum() / n,
             "mean_class": mean_class_accuracy(r.labels, ok1, k),
-            "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "top1": one["top1"], "top5": one["top5"]},
+            "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "top1": one["top1"], "top5": one["top5"],
+                         "view": one_view_ranks(r)[1]},
             "full_grid": {key: curve[-1][key] for key in ("clips", "crops", "views", "label", "top1", "top5")},
             "videos": n, "classes": k, "classes_present": len(set(r.labels.tolist())), "views_per_video": v,
             "views_text": f"{r.num_clips} clips x {r.num_crops} crops = {v} views", "ensemble": r.ensemble,
@@ -230,8 +234,13 @@ def test_summary_text_gives_headline_and_location(built):
 def test_curve_case_report_has_the_hand_numbers(tmp_path):
     report = build_report(curve_case(), tmp_path)
     assert [p["top1"] for p in report["views_curve"]] == [0.0, 100.0, 50.0, 50.0, 50.0, 100.0, 100.0, 100.0]
+    # 4 clips: the curve's 1x1 is clip 3 of 4 (at 62.5%); no centre pass was made, and the report says so
+    assert report["views_curve"][0]["clips_used"] == "clip 3 of 4 (at 62.5%)"
+    assert report["views_curve"][1]["clips_used"] == "clips 2, 4 of 4 (at 37.5%, 87.5%)"
+    assert report["views_curve"][3]["clip_positions"] == [0.125, 0.375, 0.625, 0.875]
     assert report["headline"]["one_view"] == {"clips": 1, "crops": 1, "views": 1, "label": "1x1",
-                                              "top1": 0.0, "top5": 50.0}
+                                              "top1": 0.0, "top5": 50.0, "view": "clip 3 of 4 (at 62.5%), not the "
+                                              "centre clip x centre crop of the grid"}
     assert report["failed_videos"] == [] and report["most_confused"] == []
     assert "Every view of every video was decoded." in (tmp_path / "report.html").read_text()
 

@@ -142,3 +142,28 @@ def test_fields_changed_in_place_are_checked_again_before_saving(tmp_path):
     with pytest.raises(ResultsError, match="ensemble: expected one of"):
         results.save(tmp_path / "r.npz")
     assert not (tmp_path / "r.npz").exists()
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt"])
+def test_the_centre_pass_round_trips_and_is_the_one_view_headline(tmp_path, suffix):
+    from stvit_video.report import headline_metrics
+
+    logits = np.zeros((2, 6, 3), np.float32)
+    logits[:, :, 1] = 5.0  # every grid view says class 1: video 0 (label 0) wrong, video 1 right
+    centre = np.array([[5.0, 0, 0], [0, 5.0, 0]], np.float32)  # the centre views get both right
+    r = TestResults(**_kwargs(logits=logits, labels=np.array([0, 1]), centre_logits=centre,
+                              centre_valid=np.array([True, True])))
+    loaded = TestResults.load(r.save(tmp_path / f"r{suffix}"))
+    np.testing.assert_array_equal(loaded.centre_logits, centre)
+    assert loaded.centre_valid.tolist() == [True, True]
+    m = headline_metrics(loaded)
+    assert (m["top1"], m["one_view_top1"]) == (50.0, 100.0)
+    failed = TestResults(**{**_kwargs(logits=logits, labels=np.array([0, 1])), "centre_logits": centre,
+                            "centre_valid": np.array([True, False])})
+    assert headline_metrics(failed)["one_view_top1"] == 50.0  # a centre view that failed counts wrong
+    plain = TestResults(**_kwargs(logits=logits, labels=np.array([0, 1])))
+    assert headline_metrics(plain)["one_view_top1"] == 50.0 and plain.centre_logits is None
+    with pytest.raises(ResultsError, match="give both or neither"):
+        TestResults(**_kwargs(centre_logits=centre))
+    with pytest.raises(ResultsError, match=r"expected shapes \(N, K\) = \(2, 3\)"):
+        TestResults(**_kwargs(centre_logits=centre[:1], centre_valid=np.ones(1, bool)))
