@@ -37,7 +37,6 @@ setup(
         "fvcore",
         "simplejson",
         "pyyaml",
-        "iopath",
         "tqdm",
         "tensorboard",
         "matplotlib",

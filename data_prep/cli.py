@@ -9,6 +9,9 @@
 
 Exit status: 0 done; 1 (``lists``, ``all``) no usable video came out; 2 an error in the input
 (one ``error: ...`` line naming the file or option).
+
+Each command parses its options, calls its function in :mod:`data_prep.api` and prints what
+that returns; the work itself lives there.
 """
 from __future__ import annotations
 
@@ -17,10 +20,18 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from data_prep import api
+from data_prep.index import missing_by_split
+from data_prep.layouts import LAYOUTS
 from data_prep.parallel import available_cpus
-from stvit_video.utils.errors import DataError
+from data_prep.resize import ResizeOptions, parse_shard
+from stvit_video.utils.cli_errors import BAD_INPUT, FAILED, run_command
+from stvit_video.utils.video_formats import DECODER_BACKENDS
 
-__all__ = ["build_parser", "main", "run"]
+__all__ = ["ERROR_CODES", "build_parser", "main", "run"]
+
+# Every list empty: exit 1; bad input (annotations, videos, options, files): exit 2.
+ERROR_CODES = ((api.NoUsableVideoError, FAILED), (api.INPUT_ERRORS, BAD_INPUT))
 
 _EPILOG = """\
 typical run (Kinetics-400, CVDF download):
@@ -45,7 +56,7 @@ def _add_index(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", nargs="+", required=True,
                         help="official Kinetics CSV files, or folders of *.csv (train.csv validate.csv test.csv)")
     parser.add_argument("--raw", required=True, type=Path, help="folder of the raw videos (searched recursively)")
-    parser.add_argument("--layout", default="auto", choices=("auto", "cvdf", "classes", "untrimmed"),
+    parser.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS),
                         help="cvdf: {id}_{start:06d}_{end:06d}.mp4; classes: <label>/{id}*.mp4; "
                              "untrimmed: {id}.mp4, cut to [time_start, time_end); auto: detect (default)")
 
@@ -65,7 +76,7 @@ def _add_resize(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_verify(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="decord", choices=("decord", "pyav"),
+    parser.add_argument("--backend", default=api.DEFAULT_BACKEND, choices=DECODER_BACKENDS,
                         help="decoder used by training (DATA.DECODING_BACKEND; default decord)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random frame checked per video")
 
@@ -110,97 +121,99 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _manifest_path(args: argparse.Namespace) -> Path:
-    from data_prep.manifest import default_manifest_path
-
-    return args.manifest if args.manifest is not None else default_manifest_path(args.out)
-
-
 def _progress(args: argparse.Namespace) -> bool:
     return not args.no_progress
 
 
-def cmd_index(args: argparse.Namespace) -> int:
-    from data_prep.index import build_index, missing_by_split
-    from data_prep.manifest import write_manifest
-
-    result = build_index(args.annotations, args.raw, layout=args.layout, workers=args.workers,
-                         progress=_progress(args))
+def _print_index(step: api.IndexSummary) -> None:
+    result = step.result
     how = "given"
     if result.layout_counts:
         how = "detected; rows matched per layout: " + ", ".join(f"{k} {v}" for k, v in result.layout_counts.items())
     print(f"index: layout {result.layout} ({how})")
-    path = write_manifest(_manifest_path(args), result.rows)
-    print(f"index: {len(result.rows)} clips -> {path}")
+    print(f"index: {len(result.rows)} clips -> {step.manifest}")
     for split, (missing, total) in missing_by_split(result.rows).items():
         bad = sum(r.status == "bad" for r in result.rows if r.split == split)
         print(f"  {split:<5}  {missing} of {total} videos missing ({100 * missing / total:.1f}%), {bad} unreadable")
     for warning in result.warnings:
         print(f"warning: {warning}")
-    return 0
 
 
-def cmd_resize(args: argparse.Namespace) -> int:
-    from data_prep.manifest import read_manifest
-    from data_prep.resize import ResizeOptions, failure_log_path, parse_shard, resize_all, write_encoding_info
-
-    options = ResizeOptions(short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset,
-                            mbtree=args.mbtree)
-    shard = parse_shard(getattr(args, "shard", "0/1"))
-    rows = read_manifest(_manifest_path(args))
-    report = resize_all(rows, args.out, options, workers=args.workers, shard=shard, progress=_progress(args))
-    write_encoding_info(args.out, options)
-    encoded = [r for r in report.results if r.status == "encoded"]
-    rate = f", {len(encoded) / report.seconds:.2f} videos/s" if encoded and report.seconds > 0 else ""
-    shard_text = f" (shard {shard[0]}/{shard[1]}: {len(report.results)} of {len(rows)} clips)" if shard[1] > 1 else ""
-    print(f"resize{shard_text}: {report.count('encoded')} encoded, {report.count('skipped')} already done, "
+def _print_resize(step: api.ResizeSummary) -> None:
+    report, (index, count) = step.report, step.report.shard
+    encoded = report.count("encoded")
+    rate = f", {encoded / report.seconds:.2f} videos/s" if encoded and report.seconds > 0 else ""
+    shard_text = f" (shard {index}/{count}: {len(report.results)} of {step.total} clips)" if count > 1 else ""
+    print(f"resize{shard_text}: {encoded} encoded, {report.count('skipped')} already done, "
           f"{report.count('failed')} failed, {report.count('missing')} without a raw file, "
           f"in {report.seconds:.1f} s{rate}")
     if report.count("failed"):
-        print(f"resize: failures -> {failure_log_path(args.out, shard)}")
+        print(f"resize: failures -> {step.failure_log}")
+
+
+def _print_verify(step: api.VerifySummary) -> None:
+    print(f"verify: {step.report.checked} videos decoded with {step.backend}, {len(step.report.bad)} bad "
+          f"-> {step.bad_list}")
+
+
+def _print_lists(step: api.ListsSummary) -> None:
+    print(step.table)
+    print(f"lists: {', '.join(p.name for p in step.written)} in {step.out}")
+
+
+_STEP_PRINTERS = {api.IndexSummary: _print_index, api.ResizeSummary: _print_resize, api.VerifySummary: _print_verify,
+                  api.ListsSummary: _print_lists}
+
+
+def _print_step(step: api.StepSummary) -> None:
+    _STEP_PRINTERS[type(step)](step)
+
+
+def _finish_lists(step: api.ListsSummary, args: argparse.Namespace) -> int:
+    """Exit 1 (NoUsableVideoError) when every list is empty, else suggest the training command."""
+    step.check_usable()
+    if not args.no_next_step:
+        print(f"train with:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR {args.out} "
+              f"MODEL.NUM_CLASSES {len(step.report.class_names)}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    _print_index(api.index(args.annotations, args.raw, args.out, layout=args.layout, manifest=args.manifest,
+                           workers=args.workers, progress=_progress(args)))
+    return 0
+
+
+def _resize_options(args: argparse.Namespace) -> ResizeOptions:
+    return ResizeOptions(short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset,
+                         mbtree=args.mbtree)
+
+
+def cmd_resize(args: argparse.Namespace) -> int:
+    _print_resize(api.resize(args.out, options=_resize_options(args), shard=parse_shard(args.shard),
+                             manifest=args.manifest, workers=args.workers, progress=_progress(args)))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from data_prep.manifest import read_manifest
-    from data_prep.verify import BAD_LIST, verify_outputs, write_bad_list
-
-    rows = read_manifest(_manifest_path(args))
-    report = verify_outputs(rows, args.out, backend=args.backend, seed=args.seed, workers=args.workers,
-                            progress=_progress(args))
-    path = write_bad_list(args.out / BAD_LIST, report.bad)
-    print(f"verify: {report.checked} videos decoded with {args.backend}, {len(report.bad)} bad -> {path}")
+    _print_verify(api.verify(args.out, backend=args.backend, seed=args.seed, manifest=args.manifest,
+                             workers=args.workers, progress=_progress(args)))
     return 0
 
 
 def cmd_lists(args: argparse.Namespace) -> int:
-    from data_prep.lists import build_lists, write_lists
-    from data_prep.manifest import read_manifest
-    from data_prep.summary import format_summary
-    from data_prep.verify import BAD_LIST, read_bad_list
-    from stvit_video.utils.atomic import atomic_write_text
-
-    rows = read_manifest(_manifest_path(args))
-    report = build_lists(rows, args.out, read_bad_list(args.out / BAD_LIST))
-    written = write_lists(report, args.out)
-    table = format_summary(report)
-    atomic_write_text(args.out / "summary.txt", table + "\n")
-    print(table)
-    print(f"lists: {', '.join(p.name for p in written)} in {args.out}")
-    usable = sum(len(v) for v in report.entries.values())
-    if not usable:
-        print("error: no usable video: every list is empty", file=sys.stderr)
-        return 1
-    if not args.no_next_step:
-        print(f"train with:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR {args.out} "
-              f"MODEL.NUM_CLASSES {len(report.class_names)}")
-    return 0
+    step = api.lists(args.out, manifest=args.manifest)
+    _print_lists(step)
+    return _finish_lists(step, args)
 
 
 def cmd_all(args: argparse.Namespace) -> int:
-    for step in (cmd_index, cmd_resize, cmd_verify):
-        step(args)
-    return cmd_lists(args)
+    # on_step: each step's lines as soon as it is done, not all at the end
+    summary = api.prepare_all(args.annotations, args.raw, args.out, layout=args.layout, short_side=args.short_side,
+                              fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset, mbtree=args.mbtree,
+                              backend=args.backend, seed=args.seed, manifest=args.manifest, workers=args.workers,
+                              progress=_progress(args), on_step=_print_step)
+    return _finish_lists(summary.lists, args)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -212,12 +225,11 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> int:
-    from data_prep.synthetic import CLASSES, SyntheticSpec, generate
+    from data_prep.synthetic import CLASSES
 
     width, height = _parse_size(args.size)
-    spec = SyntheticSpec(width=width, height=height, frames=args.frames, fps=args.fps, per_class=args.per_class,
-                         seed=args.seed)
-    report = generate(args.out, spec, workers=args.workers, progress=_progress(args))
+    report = api.generate(args.out, per_class=args.per_class, size=(width, height), frames=args.frames, fps=args.fps,
+                          seed=args.seed, workers=args.workers, progress=_progress(args))
     splits = ", ".join(f"{k} {v}" for k, v in report.clips.items())
     print(f"synthetic: {sum(report.clips.values())} clips ({splits}) of {len(CLASSES)} classes, {width}x{height}, "
           f"{args.frames} frames at {args.fps} fps, in {report.seconds:.1f} s -> {args.out}")
@@ -239,13 +251,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point: an error in the user's input ends with one ``error: ...`` line and status 2."""
+    """Entry point: an error in the user's input ends with one ``error: ...`` line and status 2
+    (1 when every list came out empty)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    try:
-        return run(args)
-    except (DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(run, args, codes=ERROR_CODES)
 
 
 if __name__ == "__main__":

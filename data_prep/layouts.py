@@ -25,13 +25,12 @@ from typing import Collection, Iterable, NamedTuple, Sequence
 from data_prep.annotations import Annotation, clip_stem
 from data_prep.encode import PART_SUFFIX
 from stvit_video.utils.errors import DataError
+# the loader's own tuple (re-exported), from a module that does not load torch in every worker process
+from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
 
 __all__ = ["LAYOUTS", "VIDEO_EXTENSIONS", "FileIndex", "detect_layout", "match_rows", "name_window",
            "normalize_label", "scan_videos"]
 
-# = stvit_video.datasets.video_list.VIDEO_EXTENSIONS (a test checks it); not imported from
-# there because importing stvit_video.datasets loads torch (3 s in every worker process).
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpeg", ".mpg")
 # In order of preference when two layouts match as many rows.
 LAYOUTS = ("cvdf", "classes", "untrimmed")
 # Characters that may follow the YouTube id in a class-folder file name.

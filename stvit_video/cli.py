@@ -12,12 +12,15 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from stvit_video.utils.errors import CheckpointError, ConfigError, DataError, TrainingError
+from stvit_video.utils.cli_errors import BAD_INPUT, FAILED, USER_ERRORS, run_command
+from stvit_video.utils.errors import TrainingError
 
 _EPILOG = """\
 Overrides: trailing KEY VALUE pairs (SlowFast's `--opts KEY VALUE ...` works too), applied
 after the YAML file, e.g.  --cfg kinetics400 SOLVER.BASE_LR 0.0005 NUM_GPUS 0
 """
+# A bad config, data set or checkpoint: exit 2; a run that went wrong while training: exit 1.
+ERROR_CODES = ((USER_ERRORS, BAD_INPUT), (TrainingError, FAILED))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,15 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point: errors in the user's config, data or checkpoints end with one clear line."""
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except (ConfigError, DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_command(run, parse_args(argv), codes=ERROR_CODES)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Compatibility shims for third-party packages, applied once on ``import stvit_video``.
+"""Compatibility shims for third-party packages, applied where they are first needed (never on
+``import stvit_video``, which imports no torch and patches nothing).
 
 pytorchvideo 0.1.5 (its last release) imports ``torchvision.transforms.functional_tensor``,
 which torchvision 0.17 renamed to ``_functional_tensor``. We alias the old name to the new

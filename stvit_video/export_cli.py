@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from stvit_video.utils.cli_errors import BAD_INPUT, FAILED, run_command
 from stvit_video.utils.errors import CheckpointError
+
+# An unusable checkpoint: exit 2; any other RuntimeError (the program does not match the eager
+# model, torch.export failed): exit 1. CheckpointError is a RuntimeError, hence first.
+ERROR_CODES = ((CheckpointError, BAD_INPUT), (RuntimeError, FAILED))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,23 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _export(export_checkpoint: Callable[..., Any], args: argparse.Namespace) -> int:
+    """Export with ``export_checkpoint`` and print what was written."""
+    report = export_checkpoint(args.checkpoint, args.out, tolerance=args.tolerance)
+    print(f"{report.program} ({report.card.name}): input (B, {', '.join(map(str, report.input_shape[1:]))}) "
+          f"uint8, max |program - eager| = {report.max_abs_diff:.2g}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    # imported out here: a RuntimeError while torch loads is not an export failure (exit 1)
     from stvit_video.engine.export import export_checkpoint
     from stvit_video.utils.logging import setup_logging
 
     setup_logging(None, to_stderr=True)
-    try:
-        report = export_checkpoint(args.checkpoint, args.out, tolerance=args.tolerance)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{report.program} ({report.card.name}): input (B, {', '.join(map(str, report.input_shape[1:]))}) "
-          f"uint8, max |program - eager| = {report.max_abs_diff:.2g}")
-    return 0
+    return run_command(_export, export_checkpoint, args, codes=ERROR_CODES)
 
 
 if __name__ == "__main__":

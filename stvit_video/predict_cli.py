@@ -11,9 +11,17 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from stvit_video.utils.errors import CheckpointError, ConfigError, DataError
+from stvit_video.utils.cli_errors import BAD_INPUT, USER_ERRORS, run_command
+from stvit_video.utils.errors import ConfigError
+from stvit_video.utils.video_formats import DECODER_BACKENDS
+
+if TYPE_CHECKING:  # the engine loads torch: not for --help
+    from stvit_video.engine.predict import VideoPrediction
+
+# Bad arguments, a missing file or an unusable checkpoint: exit 2 (some video undecodable: 1, see _predict).
+ERROR_CODES = ((USER_ERRORS, BAD_INPUT),)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="views per video, e.g. 1x1 for speed; default: the checkpoint's test protocol")
     p.add_argument("--ensemble", choices=("sum", "max"), default="sum", help="how view scores combine")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    p.add_argument("--backend", choices=("decord", "pyav"), default=None, help="video decoder")
+    p.add_argument("--backend", choices=DECODER_BACKENDS, default=None, help="video decoder")
     p.add_argument("--batch-size", type=int, default=12, help="views per forward pass")
     p.add_argument("--json", default=None, help="also write the predictions here as JSON")
     return p
@@ -41,39 +49,51 @@ def _views(text: Optional[str]) -> tuple[Optional[int], Optional[int]]:
     return int(match[1]), int(match[2])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.topk < 1:
-        parser.error("--topk must be at least 1")
-    from stvit_video.engine.predict import find_videos, predict_videos
-    from stvit_video.utils.logging import setup_logging
-
-    setup_logging(None, to_stderr=True)  # stdout holds the predictions only
-    try:
-        clips, crops = _views(args.views)
-        videos = find_videos(args.videos)
-        results = predict_videos(args.checkpoint, videos, topk=args.topk, clips=clips, crops=crops,
-                                 ensemble=args.ensemble, device=args.device, backend=args.backend,
-                                 batch_size=args.batch_size)
-    except (CheckpointError, ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _print_results(results: Sequence[VideoPrediction]) -> None:
+    """One line per video: its top classes, or why it could not be decoded."""
     for r in results:
         if r.error is not None:
             print(f"{r.path}: could not be decoded: {r.error}")
             continue
         best = ", ".join(f"{c.name} {100 * c.score:.1f}%" for c in r.top)
         print(f"{r.path}: {best}  ({r.views} views)")
+
+
+def _write_json(path: str, results: Sequence[VideoPrediction]) -> None:
+    """The predictions as a JSON list, one object per video (written atomically)."""
+    import simplejson
+
+    from stvit_video.utils.atomic import atomic_write_text
+
+    rows = [{"video": r.path, "views": r.views, "error": r.error,
+             "top": [{"class_id": c.class_id, "name": c.name, "score": c.score} for c in r.top]} for r in results]
+    atomic_write_text(path, simplejson.dumps(rows, indent=1))
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Predict, print and (with ``--json``) save; 1 when some video could not be decoded."""
+    from stvit_video.engine.predict import find_videos, predict_videos
+    from stvit_video.utils.logging import setup_logging
+
+    setup_logging(None, to_stderr=True)  # stdout holds the predictions only
+    clips, crops = _views(args.views)
+    videos = find_videos(args.videos)
+    results = predict_videos(args.checkpoint, videos, topk=args.topk, clips=clips, crops=crops,
+                             ensemble=args.ensemble, device=args.device, backend=args.backend,
+                             batch_size=args.batch_size)
+    _print_results(results)
     if args.json:
-        import simplejson
-
-        from stvit_video.utils.atomic import atomic_write_text
-
-        rows = [{"video": r.path, "views": r.views, "error": r.error,
-                 "top": [{"class_id": c.class_id, "name": c.name, "score": c.score} for c in r.top]} for r in results]
-        atomic_write_text(args.json, simplejson.dumps(rows, indent=1))
+        _write_json(args.json, results)
     return 1 if any(r.error is not None for r in results) else 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit status (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.topk < 1:
+        parser.error("--topk must be at least 1")
+    return run_command(_predict, args, codes=ERROR_CODES)
 
 
 if __name__ == "__main__":

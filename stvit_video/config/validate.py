@@ -15,7 +15,9 @@ from typing import Any, Callable
 
 from fvcore.common.config import CfgNode
 
+from stvit_video.config.access import get_key
 from stvit_video.utils.errors import ConfigError
+from stvit_video.utils.view_grid import CROP_CHOICES
 
 def _require(ok: bool, key: str, value: Any, why: str) -> None:
     if not ok:
@@ -23,15 +25,8 @@ def _require(ok: bool, key: str, value: Any, why: str) -> None:
 
 
 def _positive_int(cfg: CfgNode, key: str) -> None:
-    value = _get(cfg, key)
+    value = get_key(cfg, key)
     _require(isinstance(value, int) and value >= 1, key, value, "must be an integer >= 1")
-
-
-def _get(cfg: CfgNode, key: str) -> Any:
-    node: Any = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
 
 
 def _check_run(cfg: CfgNode) -> None:
@@ -43,13 +38,13 @@ def _check_run(cfg: CfgNode) -> None:
     for key in ("TRAIN.ACCUM_STEPS", "TRAIN.EVAL_PERIOD", "TRAIN.CHECKPOINT_PERIOD"):
         _positive_int(cfg, key)
     for key in ("TRAIN.CHECKPOINT_PERIOD_ITERS", "TEST.MAX_VIEWS_PER_BATCH"):
-        value = _get(cfg, key)
+        value = get_key(cfg, key)
         _require(isinstance(value, int) and value >= 0, key, value, "must be an integer >= 0 (0 = off)")
     _require(cfg.DIST.TIMEOUT_S > 0, "DIST.TIMEOUT_S", cfg.DIST.TIMEOUT_S, "must be > 0 seconds")
     world = max(cfg.NUM_GPUS, 1) * cfg.NUM_SHARDS
     for key in ("TRAIN.BATCH_SIZE", "TEST.BATCH_SIZE"):
         _positive_int(cfg, key)
-        value = _get(cfg, key)
+        value = get_key(cfg, key)
         _require(value % world == 0, key, value,
                  f"the global batch must be divisible by NUM_GPUS x NUM_SHARDS = {world}")
 
@@ -67,13 +62,13 @@ def _check_data(cfg: CfgNode) -> None:
              f"must be <= the smallest short side DATA.TRAIN_JITTER_SCALES[0] = {scales[0]}")
     channels = cfg.DATA.INPUT_CHANNEL_NUM
     for key in ("DATA.MEAN", "DATA.STD"):
-        value = list(_get(cfg, key))
+        value = list(get_key(cfg, key))
         _require(len(value) == channels, key, value,
                  f"needs one value per channel (DATA.INPUT_CHANNEL_NUM = {channels})")
     _require(all(s > 0 for s in cfg.DATA.STD), "DATA.STD", list(cfg.DATA.STD), "must be > 0")
     _require(0.0 <= cfg.DATA.MAX_BAD_VIDEO_FRACTION <= 1.0, "DATA.MAX_BAD_VIDEO_FRACTION",
              cfg.DATA.MAX_BAD_VIDEO_FRACTION, "must be in [0, 1]")
-    _require(cfg.TEST.NUM_SPATIAL_CROPS in (1, 3), "TEST.NUM_SPATIAL_CROPS",
+    _require(cfg.TEST.NUM_SPATIAL_CROPS in CROP_CHOICES, "TEST.NUM_SPATIAL_CROPS",
              cfg.TEST.NUM_SPATIAL_CROPS, "must be 1 (centre) or 3 (left/centre/right)")
     _positive_int(cfg, "DATA_LOADER.NUM_RETRIES")
     _positive_int(cfg, "DATA_LOADER.PREFETCH_FACTOR")
@@ -95,9 +90,9 @@ def _check_aug(cfg: CfgNode) -> None:
              f"must divide the per-GPU batch TRAIN.BATCH_SIZE / GPUs = {per_rank} (it counts clips)")
     _require(0.0 <= cfg.AUG.RE_PROB <= 1.0, "AUG.RE_PROB", cfg.AUG.RE_PROB, "must be in [0, 1]")
     for key in ("MIXUP.ALPHA", "MIXUP.CUTMIX_ALPHA"):
-        _require(_get(cfg, key) >= 0, key, _get(cfg, key), "must be >= 0 (0 = off)")
+        _require(get_key(cfg, key) >= 0, key, get_key(cfg, key), "must be >= 0 (0 = off)")
     for key in ("MIXUP.PROB", "MIXUP.SWITCH_PROB"):
-        _require(0.0 <= _get(cfg, key) <= 1.0, key, _get(cfg, key), "must be in [0, 1]")
+        _require(0.0 <= get_key(cfg, key) <= 1.0, key, get_key(cfg, key), "must be in [0, 1]")
     _require(0.0 <= cfg.TRAIN.LABEL_SMOOTHING < 1.0, "TRAIN.LABEL_SMOOTHING",
              cfg.TRAIN.LABEL_SMOOTHING, "must be in [0, 1)")
     if cfg.MIXUP.ENABLE:
@@ -121,9 +116,9 @@ def _check_solver(cfg: CfgNode) -> None:
              cfg.SOLVER.WARMUP_EPOCHS, f"must be in [0, SOLVER.MAX_EPOCH = {cfg.SOLVER.MAX_EPOCH})")
     _positive_int(cfg, "SOLVER.REFERENCE_BATCH_SIZE")
     for key in ("SOLVER.WARMUP_START_FACTOR", "SOLVER.COSINE_END_FACTOR", "SOLVER.CLIP_GRAD_NORM"):
-        _require(_get(cfg, key) >= 0, key, _get(cfg, key), "must be >= 0")
+        _require(get_key(cfg, key) >= 0, key, get_key(cfg, key), "must be >= 0")
     for key in ("SOLVER.BACKBONE_LR_MULT", "SOLVER.STGM_LR_MULT"):
-        _require(_get(cfg, key) >= 0, key, _get(cfg, key), "must be >= 0")
+        _require(get_key(cfg, key) >= 0, key, get_key(cfg, key), "must be >= 0")
 
 
 CHECKS: tuple[Callable[[CfgNode], None], ...] = (_check_run, _check_data, _check_aug, _check_model, _check_solver)

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from fvcore.common.config import CfgNode
 
+from stvit_video.config.access import check_choice
 from stvit_video.datasets.clip_sampling import OUT_OF_BOUND_POLICIES
 from stvit_video.datasets.decoder import BACKENDS
 from stvit_video.datasets.device_transforms import ERASE_MODES
@@ -21,21 +22,15 @@ from stvit_video.utils.errors import ConfigError
 __all__ = ["check_data_config"]
 
 
-def _one_of(key: str, value: Any, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(choices)}")
-
-
 def check_data_config(cfg: CfgNode) -> None:
     """Raise :class:`ConfigError` (naming the key, the value and the valid choices) unless
     ``DATA.DECODING_BACKEND``, ``TRAIN.DATASET``, ``TEST.DATASET``, ``AUG.RE_MODE``,
     ``DATA.OUT_OF_BOUND`` and (when
     ``AUG.ENABLE``) ``AUG.AA_TYPE`` are values this package knows."""
-    _one_of("DATA.DECODING_BACKEND", cfg.DATA.DECODING_BACKEND, BACKENDS)
-    _one_of("TRAIN.DATASET", cfg.TRAIN.DATASET, DATASETS)
-    _one_of("TEST.DATASET", cfg.TEST.DATASET, DATASETS)
-    _one_of("AUG.RE_MODE", cfg.AUG.RE_MODE, ERASE_MODES)
-    _one_of("DATA.OUT_OF_BOUND", cfg.DATA.OUT_OF_BOUND, OUT_OF_BOUND_POLICIES)
+    check_choice("DATA.DECODING_BACKEND", cfg.DATA.DECODING_BACKEND, BACKENDS)
+    check_choice("TRAIN.DATASET", cfg.TRAIN.DATASET, DATASETS)
+    check_choice("TEST.DATASET", cfg.TEST.DATASET, DATASETS)
+    check_choice("AUG.RE_MODE", cfg.AUG.RE_MODE, ERASE_MODES)
+    check_choice("DATA.OUT_OF_BOUND", cfg.DATA.OUT_OF_BOUND, OUT_OF_BOUND_POLICIES)
     if cfg.AUG.ENABLE and cfg.AUG.AA_TYPE:  # "" turns RandAugment off
         parse_rand_augment(cfg.AUG.AA_TYPE)  # its ConfigError names AUG.AA_TYPE and the bad part

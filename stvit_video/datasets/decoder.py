@@ -46,6 +46,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from stvit_video.utils.errors import DataError
+from stvit_video.utils.video_formats import DECODER_BACKENDS
 
 __all__ = ["BACKENDS", "DecordDecoder", "PyAVDecoder", "VideoDecoder", "VideoOpenError", "open_video",
            "quiet_native_logging"]
@@ -232,7 +233,10 @@ class PyAVDecoder(VideoDecoder):
             self._container = None
 
 
-BACKENDS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+# The backend names: the shared tuple that every --backend option offers (re-exported).
+BACKENDS = DECODER_BACKENDS
+# Their classes, one per name (tests/utils/test_video_formats.py checks the keys match BACKENDS).
+_DECODERS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
 
 
 def open_video(path: str | os.PathLike, backend: str = "decord") -> VideoDecoder:
@@ -244,7 +248,7 @@ def open_video(path: str | os.PathLike, backend: str = "decord") -> VideoDecoder
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoding backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    return BACKENDS[backend](path)
+    return _DECODERS[backend](path)
 
 
 def _check_file(path: str, backend: str) -> None:

@@ -49,6 +49,7 @@ from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
 from stvit_video.utils.errors import DataError
+from stvit_video.utils.view_grid import view_index
 from stvit_video.utils.seed import seeded_rng
 
 __all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
@@ -169,7 +170,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
     def _item(self, index: int) -> VideoSample:
         video_index, clip_index = divmod(index, self.num_clips)
         # augmented copies share their view; crops are views clip * num_crops + crop
-        views = tuple(clip_index * self.num_crops + k % self.num_crops for k in range(self.views_per_item))
+        views = tuple(view_index(clip_index, k % self.num_crops, self.num_crops) for k in range(self.views_per_item))
         bad: list[int] = []
         for candidate in self.retry.candidates(video_index, len(self.videos)):
             if candidate in self.retry.known_bad:

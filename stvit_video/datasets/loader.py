@@ -21,7 +21,7 @@ Samplers, per split, with ``R`` ranks:
 - val and test: :class:`ShardSampler`: rank ``r`` gets items ``r, r + R, r + 2R, ...``, with
   no padding, so every view is evaluated exactly once over all ranks (``DistributedSampler``
   pads with duplicates, which counts some views twice). Ranks may get one batch more or
-  less: evaluate the unwrapped model (``model.module``) under ``torch.no_grad`` so no
+  less: evaluate the unwrapped model (``model.module``) under ``torch.inference_mode`` so no
   collective runs per batch, and gather the predictions once at the end.
 
 Batch sizes: ``TRAIN.BATCH_SIZE`` (train and val) and ``TEST.BATCH_SIZE`` are global and count

@@ -35,10 +35,11 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import RandomResizedCrop
 
 from stvit_video.utils.errors import ConfigError
+from stvit_video.utils.view_grid import crop_positions
 
 __all__ = [
     "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
-    "CROP_CHOICES", "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
+    "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
     "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
 
@@ -223,9 +224,6 @@ class TrainTransform:
 
 
 # crops per test clip -> spatial indices of uniform_crop
-_CROPS = {1: (1,), 3: (0, 1, 2)}
-# TEST.NUM_SPATIAL_CROPS choices: the centre crop, or left / centre / right along the long side
-CROP_CHOICES = tuple(_CROPS)
 
 
 class EvalTransform:
@@ -239,10 +237,9 @@ class EvalTransform:
 
     def __call__(self, frames: torch.Tensor, num_crops: int = 1) -> torch.Tensor:
         """uint8 (T, H, W, C) -> uint8 (num_crops, C, T, crop, crop), crops in spatial order."""
-        if num_crops not in _CROPS:
-            raise ValueError(f"num_crops must be 1 (centre) or 3 (left/centre/right), got {num_crops}")
+        positions = crop_positions(num_crops)
         x = short_side_scale(to_tchw(frames), self.short_side)
-        return stack_views([uniform_crop(x, self.crop_size, i) for i in _CROPS[num_crops]])
+        return stack_views([uniform_crop(x, self.crop_size, i) for i in positions])
 
     def __repr__(self) -> str:
         return f"EvalTransform(short_side={self.short_side}, crop={self.crop_size}, uint8 out)"

@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from stvit_video.utils.errors import DataError
+# the files taken from class folders (re-exported; data_prep scans for the same ones)
+from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
 
 __all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "full_class_names", "load_split",
            "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
@@ -40,8 +42,6 @@ __all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "Video
 SPLITS = ("train", "val", "test")
 # Ordered class names next to the CSV lists, one per line (written by data_prep).
 CLASS_NAMES_FILE = "classnames.txt"
-# Files taken from class folders; anything else (.txt, .json, .DS_Store) is ignored.
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpeg", ".mpg")
 
 
 class VideoRecord(NamedTuple):

@@ -1,4 +1,6 @@
-"""Our checkpoint format: the one writer and reader of stvit_video's own files.
+"""Our checkpoint format: the one writer of stvit_video's own files, and their reader for
+training, resuming and inference (files are opened by :mod:`stvit_video.utils.checkpoint_file`,
+which also checks the format version for :func:`stvit_video.models.weights.load_pretrained`).
 
 Foreign layouts (official Video Swin, ImageNet Swin, released STViT) are converted by
 :mod:`stvit_video.models.weights`; this module reads and writes only the format below.
@@ -71,6 +73,7 @@ from torch import nn
 
 from stvit_video.models.conversion import key_problems
 from stvit_video.utils.atomic import TMP_MARK, atomic_write
+from stvit_video.utils.checkpoint_file import FORMAT_VERSION, format_problem, load_error_reason, read_file
 from stvit_video.utils.errors import CheckpointError
 
 __all__ = [
@@ -85,7 +88,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-FORMAT_VERSION = 1
 STATE_KEYS = ("format_version", "model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step",
               "position", "rng", "rng_ranks", "cfg", "class_names", "test_transform", "arch", "best_metric", "extra")
 RESUME_KEYS = ("model", "optimizer", "scaler", "epoch", "iter_in_epoch", "global_step", "best_metric")
@@ -404,35 +406,6 @@ def _prune_mid_epoch(folder: Path, new: Path, keep_mid_epoch: int) -> None:
 # ----------------------------------------------------------------------------------------- #
 # Reading
 # ----------------------------------------------------------------------------------------- #
-def _load(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _reason(e: BaseException) -> str:
-    """One line on why a file failed to load (the weights-only unpickler's own reason, not its advice)."""
-    text = str(e)
-    if "WeightsUnpickler error:" in text:
-        text = text.split("WeightsUnpickler error:", 1)[1]
-        text = text.split("Check the documentation of torch.load", 1)[0]
-    return f"{type(e).__name__}: {' '.join(text.split()) or 'no message'}"
-
-
-def _format_problem(state: Any, required: Sequence[str]) -> Optional[str]:
-    """Why ``state`` is not a usable checkpoint of our format, or None."""
-    if not isinstance(state, dict):
-        return f"it holds a {type(state).__name__}, not a dict"
-    if "format_version" not in state:
-        return f"no 'format_version' key (top-level keys: {sorted(map(str, state))[:8]})"
-    version = state["format_version"]
-    if version != FORMAT_VERSION:
-        return (f"format_version {version!r}; this stvit_video reads version {FORMAT_VERSION} "
-                f"(a newer file needs a newer stvit_video)")
-    missing = [k for k in required if k not in state]
-    if missing:
-        return f"missing keys {missing}"
-    return None
-
-
 def find_resumable(folder: PathLike, log: Optional[logging.Logger] = None) -> Optional[tuple[Path, dict[str, Any]]]:
     """The newest numbered checkpoint in ``folder`` that loads, with its state.
 
@@ -447,11 +420,12 @@ def find_resumable(folder: PathLike, log: Optional[logging.Logger] = None) -> Op
     log = log or logger
     for _, path in list_checkpoints(folder):
         try:
-            state = _load(path)
+            state = read_file(path)
         except Exception as e:  # any failure to deserialise makes the file unusable; it is reported
-            log.warning("checkpoint: skipping %s: it cannot be read, truncated or corrupt? (%s)", path, _reason(e))
+            log.warning("checkpoint: skipping %s: it cannot be read, truncated or corrupt? (%s)", path,
+                        load_error_reason(e))
             continue
-        problem = _format_problem(state, RESUME_KEYS)
+        problem = format_problem(state, RESUME_KEYS)
         if problem is not None:
             log.warning("checkpoint: skipping %s: %s", path, problem)
             continue
@@ -467,11 +441,11 @@ def read_resume_state(path: PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        state = _load(path)
+        state = read_file(path)
     except Exception as e:  # any deserialisation failure: name the file and pass the reason on
-        raise CheckpointError(f"checkpoint: {path} cannot be read on this rank ({_reason(e)}); every rank must "
-                              "see the checkpoint folder rank 0 writes (a shared file system)") from e
-    problem = _format_problem(state, RESUME_KEYS)
+        raise CheckpointError(f"checkpoint: {path} cannot be read on this rank ({load_error_reason(e)}); every rank "
+                              "must see the checkpoint folder rank 0 writes (a shared file system)") from e
+    problem = format_problem(state, RESUME_KEYS)
     if problem is not None:
         raise CheckpointError(f"checkpoint: {path} cannot be resumed from: {problem}")
     return state
@@ -591,7 +565,7 @@ def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optio
         CheckpointError: missing keys, weights that do not fit (names the keys), an optimizer
             state of other parameter groups.
     """
-    problem = _format_problem(state, RESUME_KEYS)
+    problem = format_problem(state, RESUME_KEYS)
     if problem is not None:
         raise CheckpointError(f"checkpoint: {source} cannot be resumed from: {problem}")
     _load_model_strict(model, state["model"], source)
@@ -653,12 +627,12 @@ def load_for_inference(path: PathLike) -> InferenceCheckpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
-        state = _load(path)
+        state = read_file(path)
     except Exception as e:  # any deserialisation failure: name the file and pass the reason on
         raise CheckpointError(f"checkpoint: {path} cannot be read as a stvit_video checkpoint "
-                              f"({_reason(e)}); it may be truncated or another format; "
+                              f"({load_error_reason(e)}); it may be truncated or another format; "
                               f"{_FOREIGN_HINT}") from e
-    problem = _format_problem(state, INFERENCE_KEYS)
+    problem = format_problem(state, INFERENCE_KEYS)
     if problem is not None:
         hint = f"; {_FOREIGN_HINT}" if not isinstance(state, dict) or "format_version" not in state else ""
         raise CheckpointError(f"checkpoint: {path} is not a usable stvit_video checkpoint: {problem}{hint}")

@@ -7,48 +7,43 @@ their meaning, so every entry point (run_net.py, tools, tests) loads configs thr
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from typing import Iterable
 
 from fvcore.common.config import CfgNode
 
 from stvit_video.config import load_config
+from stvit_video.config.access import check_choice
 from stvit_video.datasets.config_check import check_data_config
 from stvit_video.engine.builtin_data import BUILTIN_DATASETS
 from stvit_video.engine.distributed import BACKENDS as DIST_BACKENDS
 from stvit_video.engine.optimizer import OPTIMIZERS, PARAM_GROUP_RULES
 from stvit_video.engine.schedule import LR_POLICIES, LR_SCALING_RULES
-from stvit_video.engine.testing import CHECKPOINT_SELECTIONS, ENSEMBLE_METHODS, FAILED_VIEW_POLICIES, TEST_SPLITS
-from stvit_video.engine.training import AMP_DTYPES
+from stvit_video.engine.job_setup import AMP_DTYPES
+from stvit_video.engine.test_job import CHECKPOINT_SELECTIONS, FAILED_VIEW_POLICIES, TEST_SPLITS
 from stvit_video.models.build import check_model_config
 from stvit_video.models.weights import CHECKPOINT_FORMATS
-from stvit_video.utils.errors import ConfigError
+from stvit_video.utils.view_grid import ENSEMBLE_METHODS
 
 __all__ = ["check_run_config", "load_run_config"]
-
-
-def _check_choice(key: str, value: Any, choices: Iterable[str]) -> None:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(choices)}")
 
 
 def check_run_config(cfg: CfgNode) -> None:
     """Run every package's checks on a merged config; raise :class:`ConfigError` naming the key."""
     check_model_config(cfg)
     check_data_config(cfg)
-    _check_choice("SOLVER.OPTIMIZING_METHOD", cfg.SOLVER.OPTIMIZING_METHOD, OPTIMIZERS)
-    _check_choice("TRAIN.CHECKPOINT_TYPE", cfg.TRAIN.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
-    _check_choice("TEST.CHECKPOINT_TYPE", cfg.TEST.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
-    _check_choice("TRAIN.AMP_DTYPE", cfg.TRAIN.AMP_DTYPE, AMP_DTYPES)
-    _check_choice("SOLVER.LR_SCALING", cfg.SOLVER.LR_SCALING, LR_SCALING_RULES)
-    _check_choice("SOLVER.LR_POLICY", cfg.SOLVER.LR_POLICY, LR_POLICIES)
-    _check_choice("SOLVER.PARAM_GROUP_RULE", cfg.SOLVER.PARAM_GROUP_RULE, PARAM_GROUP_RULES)
-    _check_choice("TEST.SPLIT", cfg.TEST.SPLIT, TEST_SPLITS)
-    _check_choice("TEST.CHECKPOINT_SELECTION", cfg.TEST.CHECKPOINT_SELECTION, CHECKPOINT_SELECTIONS)
-    _check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
-    _check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
-    _check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)
-    _check_choice("DATA.GENERATE_IF_MISSING", cfg.DATA.GENERATE_IF_MISSING, BUILTIN_DATASETS)
+    check_choice("SOLVER.OPTIMIZING_METHOD", cfg.SOLVER.OPTIMIZING_METHOD, OPTIMIZERS)
+    check_choice("TRAIN.CHECKPOINT_TYPE", cfg.TRAIN.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
+    check_choice("TEST.CHECKPOINT_TYPE", cfg.TEST.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
+    check_choice("TRAIN.AMP_DTYPE", cfg.TRAIN.AMP_DTYPE, AMP_DTYPES)
+    check_choice("SOLVER.LR_SCALING", cfg.SOLVER.LR_SCALING, LR_SCALING_RULES)
+    check_choice("SOLVER.LR_POLICY", cfg.SOLVER.LR_POLICY, LR_POLICIES)
+    check_choice("SOLVER.PARAM_GROUP_RULE", cfg.SOLVER.PARAM_GROUP_RULE, PARAM_GROUP_RULES)
+    check_choice("TEST.SPLIT", cfg.TEST.SPLIT, TEST_SPLITS)
+    check_choice("TEST.CHECKPOINT_SELECTION", cfg.TEST.CHECKPOINT_SELECTION, CHECKPOINT_SELECTIONS)
+    check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
+    check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
+    check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)
+    check_choice("DATA.GENERATE_IF_MISSING", cfg.DATA.GENERATE_IF_MISSING, BUILTIN_DATASETS)
 
 
 def load_run_config(cfg_file: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CfgNode:

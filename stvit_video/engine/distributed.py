@@ -28,7 +28,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -36,10 +36,9 @@ import torch.multiprocessing as mp
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DistContext", "World", "all_gather_object", "all_reduce_sum", "barrier", "broadcast_object",
-           "check_replicas_equal",
-           "destroy", "free_port", "get_world", "init_distributed", "is_main", "main_rank_work",
-           "raise_if_any_failed", "spawn", "startup_check", "torchrun_env"]
+__all__ = ["DistContext", "all_gather_object", "all_reduce_sum", "barrier", "broadcast_object", "check_replicas_equal",
+           "destroy", "free_port", "init_distributed", "main_rank_work", "raise_if_any_failed", "spawn",
+           "startup_check", "torchrun_env"]
 
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 BACKENDS = ("auto", "nccl", "gloo")
@@ -75,27 +74,8 @@ class DistContext:
         return self.rank == 0
 
 
-class World(NamedTuple):
-    """Global rank and world size of this process."""
-
-    rank: int
-    world_size: int
-
-
 def _initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
-
-
-def get_world() -> World:
-    """``(rank, world_size)`` from the default process group, ``(0, 1)`` without one."""
-    if _initialized():
-        return World(dist.get_rank(), dist.get_world_size())
-    return World(0, 1)
-
-
-def is_main() -> bool:
-    """Whether this is global rank 0 (true in a single process)."""
-    return get_world().rank == 0
 
 
 def torchrun_env() -> bool:

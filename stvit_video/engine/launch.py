@@ -71,8 +71,8 @@ def _spawned_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> None:
 
 def run_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> dict[str, Any]:
     """Train if TRAIN.ENABLE, then test if TEST.ENABLE, on this rank."""
-    from stvit_video.engine.testing import test
-    from stvit_video.engine.training import train
+    from stvit_video.engine.test_job import test
+    from stvit_video.engine.train_job import train
 
     setup_logging(None, rank=ctx.rank)  # the log file is added once the output folder exists
     if ctx.device.type == "cpu" and cfg.CPU_MALLOC_REUSE:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from stvit_video.engine.distributed import all_reduce_sum
 
-__all__ = ["ETA", "EvalMeter", "StepTimer", "TrainMeter", "format_seconds", "topk_correct"]
+__all__ = ["ETA", "EvalMeter", "TrainMeter", "format_seconds", "topk_correct"]
 
 ReduceFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -78,40 +78,6 @@ def format_seconds(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{days}d {clock}" if days else clock
-
-
-class StepTimer:
-    """Data-wait and step times of a training loop, on the host.
-
-    Usage::
-
-        timer = StepTimer()
-        for batch in loader:
-            data_time = timer.data_done()    # seconds spent waiting for this batch
-            ...                              # forward, backward, step
-            iter_time = timer.step_done()    # seconds since the previous step ended
-
-    On a GPU, host times of single steps measure dispatch, not execution; averaged over a
-    logging window they converge to the real step time, because the host cannot run ahead
-    of the device by more than the launch queue.
-    """
-
-    def __init__(self) -> None:
-        self._last = time.perf_counter()
-        self._data_end = self._last
-
-    def data_done(self) -> float:
-        self._data_end = time.perf_counter()
-        return self._data_end - self._last
-
-    def step_done(self) -> float:
-        now = time.perf_counter()
-        elapsed, self._last = now - self._last, now
-        return elapsed
-
-    def reset(self) -> None:
-        """Restart the clock (after evaluation or checkpointing, which are not steps)."""
-        self._last = time.perf_counter()
 
 
 class ETA:

@@ -54,4 +54,7 @@ def flops_table(cfg: Any) -> str:
         "counter: fvcore, 1 multiply-add = 1 FLOP, scaled_dot_product_attention counted by our handler",
         f"not counted: {NOT_COUNTED}",
     ]
+    if report.uncounted_ops:  # ops fvcore met without a handler: say which, rather than count them as 0 silently
+        lines.append("ops without a FLOP handler (counted as 0): "
+                     + ", ".join(f"{op} x{n}" for op, n in sorted(report.uncounted_ops.items())))
     return "\n".join(lines)

@@ -17,17 +17,18 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from stvit_video.config import get_cfg_defaults
+from stvit_video.config import get_cfg_defaults, with_values
 from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.kinetics import clip_dataset
-from stvit_video.datasets.transforms import CROP_CHOICES
+
 from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.model_setup import build_checkpoint_model
-from stvit_video.engine.testing import ENSEMBLE_METHODS, assemble_views, run_views, stored_transform_keys
+from stvit_video.engine.views import assemble_views, run_views, with_stored_transform
 from stvit_video.report.metrics import aggregate
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.errors import ConfigError, DataError
+from stvit_video.utils.view_grid import CROP_CHOICES, ENSEMBLE_METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +85,14 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
 def _config(loaded: ckpt.InferenceCheckpoint, *, clips: Optional[int], crops: Optional[int],
             ensemble: str, backend: Optional[str], batch_size: int):
     """Default config with the checkpoint's test transform, classes and views (or the given views)."""
-    cfg = get_cfg_defaults()
     stored = loaded.test_transform
-    for key, value in stored_transform_keys(cfg, stored).items():
-        group, name = key.split(".")
-        setattr(getattr(cfg, group), name, value)
-    cfg.TEST.NUM_ENSEMBLE_VIEWS = int(clips or stored["num_clips"])
-    cfg.TEST.NUM_SPATIAL_CROPS = int(crops or stored["num_crops"])
-    cfg.TEST.ENSEMBLE_METHOD = ensemble
-    cfg.TEST.BATCH_SIZE = max(batch_size, cfg.TEST.NUM_SPATIAL_CROPS)
-    cfg.MODEL.NUM_CLASSES = int(loaded.arch["kwargs"]["num_classes"])
+    crops = int(crops or stored["num_crops"])
+    values = {"TEST.NUM_ENSEMBLE_VIEWS": int(clips or stored["num_clips"]), "TEST.NUM_SPATIAL_CROPS": crops,
+              "TEST.ENSEMBLE_METHOD": ensemble, "TEST.BATCH_SIZE": max(batch_size, crops),
+              "MODEL.NUM_CLASSES": int(loaded.arch["kwargs"]["num_classes"]), "DATA_LOADER.NUM_WORKERS": 0}
     if backend:
-        cfg.DATA.DECODING_BACKEND = backend
-    cfg.DATA_LOADER.NUM_WORKERS = 0
-    cfg.freeze()
-    return cfg
+        values["DATA.DECODING_BACKEND"] = backend
+    return with_values(with_stored_transform(get_cfg_defaults(), stored), values)
 
 
 def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk: int = 5,

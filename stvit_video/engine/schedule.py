@@ -3,7 +3,7 @@
 A schedule is a pure function of the position in training, the fractional epoch
 ``e = epoch + fraction`` (``fraction`` in [0, 1): how far into its epoch the step is), so the
 LR of a step depends only on where it is, and a run resumed mid-epoch (even with another batch
-size, see :mod:`stvit_video.engine.trainer`) continues on the same curve. Two policies
+size, see :mod:`stvit_video.engine.train_loop`) continues on the same curve. Two policies
 (``SOLVER.LR_POLICY``):
 
 ``mmcv_cosine`` (default; the official Video Swin recipe: mmcv's ``CosineAnnealing`` with

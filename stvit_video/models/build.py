@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from stvit_video.config.access import get_key
 from stvit_video.models.registry import VARIANTS, get_variant
 from stvit_video.models.stvit import STViTConfig
 from stvit_video.models.swin3d import SwinTransformer3D, check_swin_args
@@ -55,8 +56,7 @@ def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
 
 
 def _key_value(cfg: Any, key: str) -> Any:
-    group, name = key.split(".")
-    value = getattr(getattr(cfg, group), name)
+    value = get_key(cfg, key)
     return tuple(value) if isinstance(value, list) else value
 
 

@@ -2,8 +2,15 @@
 
 Paper: "Making Vision Transformers Efficient from A Token Sparsification View", Chang et al.,
 CVPR 2023 (arXiv 2303.08685). The semantic token generation module (STGM) follows the
-released STViT-R code block for block (see ``shared/design/stvit-method.md``); the geometry
-is derived from the feature size instead of being fixed to a 14 x 14 map.
+released STViT-R code block for block; the geometry is derived from the feature size instead
+of being fixed to a 14 x 14 map. What the code relies on from the release: every new block is
+pre-norm, with one LayerNorm (eps 1e-5) shared by a cross-attention's queries and keys,
+separate q and kv projections with bias, layer scales (init 1e-5) on both branches, heads =
+the stage's, no masks and no dropout in the attention; the global centres G are one
+(1, grid, C) tensor for the stage, truncated-normal (std 0.02), added to the layer-2 queries of
+the first unit only (they enter the residual stream; the keys use S without G); the STGM never
+updates X; a Swin checkpoint initialises the new blocks by splitting its qkv (q = the first C
+rows, kv = the rest).
 
 One *unit* replaces six consecutive Swin blocks of a stage, one for one::
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,6 @@ from torch.utils.checkpoint import checkpoint
 
 from stvit_video.utils.errors import InvalidArgument
 
-if TYPE_CHECKING:  # stvit.py imports this module; the model only calls the config it is given
-    from stvit_video.models.stvit import STViTConfig
 
 # Linear-layer initialisations: "swin" = the official trunc-normal(std 0.02), zero bias;
 # "pytorch" = PyTorch's default (Kaiming-uniform), which trains the small from-scratch demo
@@ -50,6 +48,7 @@ WEIGHT_INITS = ("swin", "pytorch")
 
 __all__ = [
     "WEIGHT_INITS",
+    "StageReplacement",
     "SwinTransformer3D",
     "SwinTransformerBlock3D",
     "SwinStage3D",
@@ -531,6 +530,18 @@ def check_swin_args(*, embed_dim: int, depths: Sequence[int], num_heads: Sequenc
         raise bad("weight_init", weight_init, f"must be one of {', '.join(WEIGHT_INITS)}")
 
 
+class StageReplacement(Protocol):
+    """What can replace one stage of :class:`SwinTransformer3D` (STViT's
+    :class:`~stvit_video.models.stvit.STViTConfig` is one): it names its stage, checks that it fits
+    the backbone, and builds the stage's module from the stage's spec."""
+
+    stage: int
+
+    def check_fits(self, *, depths: Sequence[int], window_size: Sequence[int]) -> None: ...
+
+    def build_stage(self, spec: "StageSpec", *, feature_side: int) -> nn.Module: ...
+
+
 class SwinTransformer3D(nn.Module):
     """Video Swin Transformer classifier with the timm model interface, optionally with STViT
     semantic tokens in one stage.
@@ -550,8 +561,9 @@ class SwinTransformer3D(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth of the last block, linear from 0 over all blocks.
         head_dropout: dropout before the classifier.
-        stvit: semantic tokens (:class:`stvit_video.models.stvit.STViTConfig`) in stage
-            ``stvit.stage``, which it builds; None = plain Video Swin.
+        stvit: a :class:`StageReplacement` (STViT's semantic tokens,
+            :class:`stvit_video.models.stvit.STViTConfig`) for stage ``stvit.stage``, which it
+            builds; None = plain Video Swin.
         img_size: training crop side; sizes what the STViT stage learns per position (its
             global centres); any other crop works at run time.
         stem_channels: widths of a convolutional stem replacing the linear patch embedding
@@ -564,7 +576,7 @@ class SwinTransformer3D(nn.Module):
                  num_heads: Sequence[int] = (3, 6, 12, 24), window_size: Size3 = (8, 7, 7),
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_norm: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 head_dropout: float = 0.5, stvit: Optional["STViTConfig"] = None,
+                 head_dropout: float = 0.5, stvit: Optional[StageReplacement] = None,
                  img_size: int = 224, stem_channels: Sequence[int] = (), weight_init: str = "swin") -> None:
         super().__init__()
         check_swin_args(embed_dim=embed_dim, depths=depths, num_heads=num_heads, patch_size=patch_size,

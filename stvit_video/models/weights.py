@@ -8,7 +8,9 @@ unused for a stated reason (the attention bias of a Swin block an STViT block re
 classifier). Anything else raises :class:`CheckpointLoadError` naming the keys.
 
 Layouts handled:
-    native      our own checkpoints: ``{"model": state_dict, ...}`` or a bare state dict
+    native      our own checkpoints (``{"format_version": 1, "model": state_dict, ...}``, the
+                version checked as :mod:`stvit_video.engine.checkpoint` checks it) or a bare
+                state dict
     video_swin  official Video Swin / mmaction: ``{"state_dict": {"backbone.*", "cls_head.fc_cls.*"}}``
     swin2d      official ImageNet Swin: ``{"model": {"patch_embed.proj.weight" (C, 3, 4, 4), ...,
                 "head.weight"}}``, inflated to 3D
@@ -33,6 +35,7 @@ from stvit_video.models.conversion import (
     unwrap_state_dict,
 )
 from stvit_video.models.stvit_r2d import convert_stvit_r2d
+from stvit_video.utils.checkpoint_file import format_problem, load_error_reason, read_file
 
 __all__ = [
     "CheckpointLoadError",
@@ -147,9 +150,10 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
     """Load weights into ``model`` with every key accounted for.
 
     Args:
-        model: a :class:`SwinTransformer3D` or :class:`STViTSwinTransformer3D`.
+        model: a :class:`~stvit_video.models.swin3d.SwinTransformer3D`, with or without an STViT stage.
         checkpoint: file path or an already loaded checkpoint dict.
-        fmt: ``native``, ``video_swin`` or ``swin2d`` (see the module docstring).
+        fmt: one of :data:`CHECKPOINT_FORMATS`: ``native``, ``video_swin``, ``swin2d`` or
+            ``stvit_r2d`` (see the module docstring).
         reinit_head: keep the model's fresh classifier when the checkpoint's has another
             shape or is missing (fine-tuning on other classes); otherwise that is an error.
         log: where the report goes (None = silent).
@@ -167,9 +171,13 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
         if not os.path.isfile(checkpoint):
             raise CheckpointLoadError(f"checkpoint file {checkpoint} does not exist")
         try:
-            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            checkpoint = read_file(checkpoint)
         except Exception as e:  # torch raises several types for truncated/corrupt files
-            raise CheckpointLoadError(f"cannot read checkpoint {source}: {e}") from e
+            raise CheckpointLoadError(f"cannot read checkpoint {source}: {load_error_reason(e)}") from e
+    if fmt == "native" and isinstance(checkpoint, Mapping) and "format_version" in checkpoint:
+        problem = format_problem(checkpoint, ("model",))
+        if problem is not None:
+            raise CheckpointLoadError(f"cannot load {source} as a stvit_video checkpoint: {problem}")
     report = LoadReport()
     sd = unwrap_state_dict(checkpoint)
     if fmt == "video_swin":

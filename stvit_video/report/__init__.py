@@ -1,6 +1,6 @@
 """Multi-view evaluation results and their report (``report.json``, ``report.html``, PNGs).
 
-The tester fills a :class:`TestResults` (per-view logits, validity, labels, paths, meta), saves
+The tester fills a :class:`EvalResults` (per-view logits, validity, labels, paths, meta), saves
 it and calls :func:`build_report`; ``python -m stvit_video.report RESULTS --out DIR`` rebuilds
 the report from the saved file. Aggregation and metrics live in :mod:`.metrics`, the one
 implementation both use. Importing this package needs numpy only (matplotlib is imported when
@@ -12,10 +12,10 @@ from stvit_video.report.metrics import (
     most_confused_pairs, per_class_counts, predictions, select_views, softmax, topk_accuracy, topk_correct,
     views_curve,
 )
-from stvit_video.report.results import ResultsError, TestResults
+from stvit_video.report.results import ResultsError, EvalResults
 
 __all__ = [
-    "CurvePoint", "ResultsError", "TestResults", "aggregate", "build_report", "confusion_matrix",
+    "CurvePoint", "ResultsError", "EvalResults", "aggregate", "build_report", "confusion_matrix",
     "headline_metrics", "label_ranks", "mean_class_accuracy", "most_confused_pairs", "per_class_counts",
     "predictions", "report_dict", "select_views", "softmax", "summary_text", "topk_accuracy", "topk_correct",
     "views_curve",

@@ -1,6 +1,6 @@
 """``python -m stvit_video.report RESULTS --out DIR``: rebuild a report from saved test results.
 
-RESULTS is a ``.npz`` or ``.pt`` file written by ``TestResults.save``. A missing or unreadable
+RESULTS is a ``.npz`` or ``.pt`` file written by ``EvalResults.save``. A missing or unreadable
 file, or inconsistent results, end with one ``error: ...`` line and exit status 2.
 """
 from __future__ import annotations
@@ -10,7 +10,11 @@ import sys
 from typing import Optional, Sequence
 
 from stvit_video.report.build import build_report, summary_text
-from stvit_video.report.results import ResultsError, TestResults
+from stvit_video.report.results import ResultsError, EvalResults
+from stvit_video.utils.cli_errors import BAD_INPUT, run_command
+
+# A missing, unreadable or inconsistent results file: exit 2.
+ERROR_CODES = (((ResultsError, OSError), BAD_INPUT),)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit status (0 done, 2 bad input)."""
     args = build_parser().parse_args(argv)
-    try:
-        results = TestResults.load(args.results)
-        report = build_report(results, args.out, title=args.title)
-    except (ResultsError, OSError) as e:
-        message = str(e).replace("\n", " ")  # one line, whatever the message holds
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    # one_line: one error line, whatever the message quotes of the file
+    return run_command(_rebuild, args, codes=ERROR_CODES, one_line=True)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    """Load the results, write the report and print its summary."""
+    results = EvalResults.load(args.results)
+    report = build_report(results, args.out, title=args.title)
     print(summary_text(report, args.out))
     return 0
 

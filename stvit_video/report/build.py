@@ -1,6 +1,6 @@
-"""``build_report``: ``report.json`` + ``report.html`` + PNG figures from a :class:`TestResults`.
+"""``build_report``: ``report.json`` + ``report.html`` + PNG figures from a :class:`EvalResults`.
 
-    results = TestResults(...)            # filled by the tester, saved beside the report
+    results = EvalResults(...)            # filled by the tester, saved beside the report
     report = build_report(results, out_dir)
     print(summary_text(report, out_dir))
 
@@ -23,7 +23,7 @@ from stvit_video.report.metrics import (
     CurvePoint, aggregate, clip_position, clips_text, confusion_matrix, label_ranks, mean_class_accuracy,
     most_confused_pairs, one_view_ranks, per_class_counts, predictions, views_curve,
 )
-from stvit_video.report.results import TestResults
+from stvit_video.report.results import EvalResults
 from stvit_video.utils.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["FILES", "REPORT_VERSION", "build_report", "report_dict", "summary_text"]
@@ -38,7 +38,7 @@ def _pct(count: int, total: int) -> float:
     return 100.0 * count / total
 
 
-def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, Any]:
+def report_dict(results: EvalResults, top_pairs: int = TOP_PAIRS) -> dict[str, Any]:
     """Every number of the report as plain JSON types (no files written). Keys: ``headline``,
     ``views_curve``, ``per_class`` (worst first), ``confusion`` (nonzero cells), ``most_confused``,
     ``failed_videos``, ``meta`` (as given); accuracies in percent."""
@@ -121,7 +121,7 @@ def report_dict(results: TestResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
     }
 
 
-def _figures(report: dict[str, Any], results: TestResults) -> dict[str, bytes]:
+def _figures(report: dict[str, Any], results: EvalResults) -> dict[str, bytes]:
     """The three PNGs, drawn from the report's own numbers so page and JSON cannot disagree."""
     curve = [CurvePoint(p["clips"], p["crops"], p["top1"], p["top5"], p["unscored"], tuple(p["clip_ids"]))
              for p in report["views_curve"]]
@@ -146,7 +146,7 @@ def _write(path: Path, data: Union[str, bytes]) -> None:
         atomic_write_bytes(path, data)
 
 
-def build_report(results: TestResults, out_dir: Union[str, "os.PathLike[str]"],
+def build_report(results: EvalResults, out_dir: Union[str, "os.PathLike[str]"],
                  title: str = "Evaluation report") -> dict[str, Any]:
     """Write ``report.json``, ``report.html``, ``views_curve.png``, ``per_class.png`` and
     ``confusion.png`` into ``out_dir`` (created if needed); returns the report dict (the content

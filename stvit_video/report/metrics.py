@@ -17,7 +17,7 @@ centred in the k-th of K equal segments of the video (at ``(k + 0.5) / K`` of it
 :func:`clip_position`), so a subset is named by the clips it uses: for K = 4 the ``1x1`` subset
 is clip 3 of 4, at 62.5% of the video, not the centre clip. The 1-view headline is the true
 centre clip x centre crop: the tester evaluates it in a separate pass when K is even
-(``TestResults.centre_logits``); for odd K it is the grid's middle clip.
+(``EvalResults.centre_logits``); for odd K it is the grid's middle clip.
 """
 from __future__ import annotations
 
@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 import numpy as np
 
+from stvit_video.utils.view_grid import ENSEMBLE_METHODS, centre_crop, view_index
+
 if TYPE_CHECKING:
-    from stvit_video.report.results import TestResults
+    from stvit_video.report.results import EvalResults
 
 __all__ = [
     "CurvePoint", "NO_RANK", "aggregate", "clip_position", "clips_text", "confusion_matrix", "confused_classes",
@@ -57,8 +59,8 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _check_views(logits: np.ndarray, valid: np.ndarray, ensemble: str) -> tuple[np.ndarray, np.ndarray]:
-    if ensemble not in ("sum", "max"):
-        raise ValueError(f"ensemble must be 'sum' or 'max', got {ensemble!r}")
+    if ensemble not in ENSEMBLE_METHODS:
+        raise ValueError(f"ensemble must be one of {ENSEMBLE_METHODS}, got {ensemble!r}")
     logits = np.asarray(logits)
     valid = np.asarray(valid, dtype=bool)
     if logits.ndim != 3 or valid.shape != logits.shape[:2]:
@@ -250,10 +252,10 @@ def select_views(num_clips: int, num_crops: int, clips: int, crops: int) -> np.n
     if crops == num_crops:
         crop_ids = np.arange(num_crops)
     elif crops == 1:
-        crop_ids = np.array([num_crops // 2])
+        crop_ids = np.array([centre_crop(num_crops)])
     else:
         raise ValueError(f"crops must be 1 or num_crops={num_crops}, got {crops}")
-    return (clip_ids[:, None] * num_crops + crop_ids[None, :]).ravel()
+    return view_index(clip_ids[:, None], crop_ids[None, :], num_crops).ravel()
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,7 @@ def views_curve(logits: np.ndarray, valid: np.ndarray, labels: np.ndarray, num_c
             for (clips, crops), (ranks, has_view) in zip(grid, ranked)]
 
 
-def one_view_ranks(results: "TestResults") -> tuple[np.ndarray, str]:
+def one_view_ranks(results: "EvalResults") -> tuple[np.ndarray, str]:
     """(N,) label ranks of the 1-view headline, and where its view comes from: the centre pass
     (``results.centre_logits``) when the tester made one, else the grid's middle clip x centre crop
     (the centre clip when the number of clips is odd)."""
@@ -303,7 +305,7 @@ def one_view_ranks(results: "TestResults") -> tuple[np.ndarray, str]:
     return ranks, f"{what} x centre crop of the grid"
 
 
-def headline_metrics(results: "TestResults") -> dict[str, float | int]:
+def headline_metrics(results: "EvalResults") -> dict[str, float | int]:
     """The numbers a log line needs: full-grid ``top1``, ``top5``, ``mean_class`` and the 1-view
     (centre clip, centre crop: :func:`one_view_ranks`) ``one_view_top1`` / ``one_view_top5``
     (percent), plus ``videos`` and ``unscored`` (videos without any valid view, counted wrong)."""

@@ -1,14 +1,14 @@
-"""``TestResults``: everything a multi-view evaluation report needs, saved beside the report.
+"""``EvalResults``: everything a multi-view evaluation report needs, saved beside the report.
 
 The tester fills one object with the per-view logits of every test video (not the aggregated
 scores), so the report, the views curve and any other ensemble can be rebuilt later without
 running the model again:
 
-    results = TestResults(logits=..., valid=..., labels=..., paths=..., class_names=...,
+    results = EvalResults(logits=..., valid=..., labels=..., paths=..., class_names=...,
                           num_clips=4, num_crops=3, failures={7: "decord: cannot open ..."},
                           meta={"checkpoint": {...}, "cost": {...}})
     results.save(out_dir / "test_results.npz")        # or ".pt"
-    results = TestResults.load(out_dir / "test_results.npz")
+    results = EvalResults.load(out_dir / "test_results.npz")
 
 Layout: view ``v`` of a video is clip ``v // num_crops``, crop ``v % num_crops``; clip ``k`` of
 ``K`` is centred in the k-th of K equal segments of the video. When the centre clip is not one of
@@ -29,12 +29,12 @@ import numpy as np
 
 from stvit_video.utils.atomic import atomic_write
 from stvit_video.utils.errors import DataError
+from stvit_video.utils.view_grid import CROP_CHOICES, ENSEMBLE_METHODS
 
-__all__ = ["ENSEMBLES", "FORMAT_VERSION", "ResultsError", "TestResults"]
+__all__ = ["FORMAT_VERSION", "ResultsError", "EvalResults"]
 
 # Bumped when the saved layout changes; ``load`` refuses newer files instead of misreading them.
 FORMAT_VERSION = 1
-ENSEMBLES = ("sum", "max")
 _SUFFIXES = (".npz", ".pt")
 _ARRAY_KEYS = ("logits", "valid", "labels")
 _CENTRE_KEYS = ("centre_logits", "centre_valid")  # optional: files without them still load
@@ -49,7 +49,7 @@ class ResultsError(DataError, ValueError):
 
 
 @dataclass
-class TestResults:
+class EvalResults:
     """Per-view logits of one test run, plus what is needed to report on them.
 
     Attributes:
@@ -72,8 +72,6 @@ class TestResults:
     ``meta`` is normalised to plain JSON types (numpy scalars -> numbers, tuples -> lists, paths
     -> str, NaN/inf -> None). A mismatch raises :class:`ResultsError` naming the field and shapes.
     """
-
-    __test__ = False  # "Test*" class: keep pytest from trying to collect it
 
     logits: np.ndarray
     valid: np.ndarray
@@ -126,8 +124,8 @@ class TestResults:
     def validate(self) -> None:
         """Check that the fields agree (run on construction, again by ``save`` and the report,
         in case fields were changed in place); raises :class:`ResultsError`."""
-        if self.ensemble not in ENSEMBLES:
-            raise ResultsError(f"ensemble: expected one of {ENSEMBLES}, got {self.ensemble!r}")
+        if self.ensemble not in ENSEMBLE_METHODS:
+            raise ResultsError(f"ensemble: expected one of {ENSEMBLE_METHODS}, got {self.ensemble!r}")
         if self.logits.ndim != 3:
             raise ResultsError(f"logits: expected (N, V, K), got shape {self.logits.shape}")
         n, v, k = self.logits.shape
@@ -147,6 +145,8 @@ class TestResults:
         if self.centre_logits is not None and (self.centre_logits.shape != (n, k) or self.centre_valid.shape != (n,)):
             raise ResultsError(f"centre_logits / centre_valid: expected shapes (N, K) = {(n, k)} and (N,), got "
                                f"{self.centre_logits.shape} and {self.centre_valid.shape}")
+        if self.num_crops not in CROP_CHOICES:
+            raise ResultsError(f"num_crops: a clip gives 1 crop (centre) or 3 (left, centre, right), not {self.num_crops}")
         if v != self.num_clips * self.num_crops:
             raise ResultsError(f"logits: V = {v} views (shape {self.logits.shape}) but num_clips x num_crops = "
                                f"{self.num_clips} x {self.num_crops} = {self.num_clips * self.num_crops}")
@@ -191,7 +191,7 @@ class TestResults:
         return atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: PathLike) -> "TestResults":
+    def load(cls, path: PathLike) -> "EvalResults":
         """Read a file written by :meth:`save`; ``ResultsError`` names the file and what is wrong."""
         path = Path(path)
         suffix = _suffix(path)
@@ -207,7 +207,7 @@ class TestResults:
                                f"(this stvit_video reads up to {FORMAT_VERSION})")
         missing = [k for k in _INFO_KEYS if k not in info]
         if missing:
-            raise ResultsError(f"{path}: missing keys {missing}; not a TestResults file")
+            raise ResultsError(f"{path}: missing keys {missing}; not a EvalResults file")
         try:
             failures = {int(k): v for k, v in info["failures"].items()}
             return cls(**arrays, paths=info["paths"], class_names=info["class_names"], num_clips=info["num_clips"],
@@ -222,7 +222,7 @@ def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in (*_ARRAY_KEYS, "info") if k not in data.files]
             if missing:
-                raise ResultsError(f"{path}: missing arrays {missing}; not a TestResults file")
+                raise ResultsError(f"{path}: missing arrays {missing}; not a EvalResults file")
             arrays = {k: data[k] for k in (*_ARRAY_KEYS, *_CENTRE_KEYS) if k in data.files}
             info = json.loads(str(data["info"]))
     except ResultsError:
@@ -246,7 +246,7 @@ def _read_pt(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise ResultsError(f"{path}: expected a dict, got {type(payload).__name__}")
     missing = [k for k in _ARRAY_KEYS if not isinstance(payload.get(k), torch.Tensor)]
     if missing:
-        raise ResultsError(f"{path}: missing tensors {missing}; not a TestResults file")
+        raise ResultsError(f"{path}: missing tensors {missing}; not a EvalResults file")
     arrays = {k: payload[k].numpy() for k in (*_ARRAY_KEYS, *_CENTRE_KEYS) if isinstance(payload.get(k), torch.Tensor)}
     info = {k: v for k, v in payload.items() if k not in arrays}
     return arrays, info
@@ -323,7 +323,7 @@ def _failures(value: Any) -> dict[int, str]:
 
 
 def _jsonable(value: Any, where: str) -> Any:
-    """A copy of ``value`` made of dict/list/str/int/float/bool/None only (see TestResults)."""
+    """A copy of ``value`` made of dict/list/str/int/float/bool/None only (see EvalResults)."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, np.bool_):

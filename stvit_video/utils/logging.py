@@ -54,8 +54,3 @@ def setup_logging(output_dir: str | Path | None = None, rank: int = 0, *, to_std
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     return logger
-
-
-def get_logger(name: str) -> logging.Logger:
-    """Child logger of the package logger (``stvit_video.<name>``)."""
-    return logging.getLogger(name if name.startswith("stvit_video") else f"stvit_video.{name}")

@@ -1,5 +1,6 @@
 """Config loading: name resolution, overrides, _BASE_, unknown keys, validation."""
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -198,15 +199,19 @@ def test_every_default_key_is_read_by_code_outside_the_config_package():
     code = [p for p in (ROOT / "stvit_video").rglob("*.py") if p.parent.name != "config"]
     reads = _attribute_reads(code + list((ROOT / "tools").glob("*.py")))
     defaults = get_cfg_defaults()
-    # model keys are read by name through models/build.py's tables (SWIN.<KEY> -> <key>)
-    by_table = {"SWIN", "STVIT"}
+    # model keys are read by name through models/build.py's tables (SWIN.<KEY> -> <key> argument)
+    from stvit_video.models.build import ARG_KEYS, STVIT_KEYS
+
+    by_table = set(ARG_KEYS.values()) | set(STVIT_KEYS.values())
     unread = []
     for group, node in defaults.items():
         for leaf in (node if isinstance(node, dict) else [None]):
             key, parent = (f"{group}.{leaf}", group.lower()) if leaf else (group, "cfg")
-            if group not in by_table and (parent, leaf or group) not in reads:
+            if key not in by_table and (parent, leaf or group) not in reads:
                 unread.append(key)
     assert unread == []
+    # and every key of the tables exists: a table entry without its key would read nothing
+    assert sorted(k for k in by_table if not _has_key(defaults, k)) == []
 
 
 def test_the_kinetics_configs_follow_the_official_video_swin_protocol():
@@ -226,3 +231,29 @@ def test_the_kinetics_configs_follow_the_official_video_swin_protocol():
         pretrained = load_run_config(f"kinetics400/{name}")
         assert pretrained.TRAIN.CHECKPOINT_FILE_PATH == f"pretrained/{weights}", name
         assert (pretrained.TRAIN.CHECKPOINT_TYPE, pretrained.SOLVER.BACKBONE_LR_MULT) == ("swin2d", 0.1), name
+
+
+def _has_key(cfg, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "configs").rglob("*.yaml") if not p.name.startswith("_")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_gflops_a_config_header_quotes_are_the_registrys(path):
+    """A config's first line quotes its model's GFLOPs per view; the registry (checked against
+    fvcore by tests/models/test_registry.py) is the one source of the number."""
+    from stvit_video.models.registry import VARIANTS
+
+    header = path.read_text().splitlines()[0]
+    quoted = re.findall(r"([0-9.]+) GFLOPs/view", header)
+    arch = load_config(str(path)).MODEL.ARCH
+    if not quoted:
+        assert "GFLOPs" not in header, header
+        return
+    gflops = VARIANTS[arch].gflops
+    assert abs(float(quoted[0]) - gflops) <= 0.05 + 1e-9, f"{path.name}: {header!r}, but {arch}: {gflops} GFLOPs/view"

@@ -94,7 +94,7 @@ def test_eval_transform_crops_are_exact_uint8_slices_of_one_scaled_clip():
     for crop, left in enumerate((0, 8, 16)):  # left, centre, right along the 64-pixel width
         assert torch.equal(three[crop], cthw[..., left : left + 48])
     assert torch.equal(transform(frames)[0], three[1])  # one crop = the centre crop
-    with pytest.raises(ValueError, match="1 .centre. or 3"):
+    with pytest.raises(ValueError, match="1 crop .centre. or 3"):
         transform(frames, 2)
 
 

@@ -163,3 +163,17 @@ def test_stvit_from_a_swin_checkpoint_maps_replaced_blocks_and_names_the_rest(ca
     logged = caplog.text
     for name in expected_fresh | {"layers.2.global_centres"}:
         assert f"freshly initialised: {name}" in logged
+
+
+def test_native_files_are_read_with_the_format_version_check(tmp_path):
+    """Our checkpoints go through the one reader: a newer format is refused by name, not misread."""
+    from stvit_video.models import create_model
+    from stvit_video.models.weights import CheckpointLoadError, load_pretrained
+
+    model = create_model("swin3d_tiny", num_classes=3, embed_dim=16, num_heads=(1, 2, 4, 8))
+    torch.save({"format_version": 2, "model": model.state_dict()}, tmp_path / "future.pyth")
+    with pytest.raises(CheckpointLoadError, match="format_version 2; this stvit_video reads version 1"):
+        load_pretrained(model, tmp_path / "future.pyth")
+    torch.save(model.state_dict(), tmp_path / "bare.pth")  # a bare state dict is still "native"
+    assert len(load_pretrained(model, tmp_path / "bare.pth", log=None).loaded) == len(model.state_dict()) - len(
+        [k for k in model.state_dict() if "relative_position_index" in k])

@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from stvit_video.report import TestResults, build_report
+from stvit_video.report import EvalResults, build_report
 
 
 def log_probs(*rows: list[float]) -> np.ndarray:
@@ -28,18 +28,18 @@ CURVE_NORMAL_1 = [0.1, 0.1, 0.5, 0.1, 0.1, 0.1]  # video 1 (label 2)
 CURVE_VIEW7_1 = [0.3, 0.2, 0.01, 0.2, 0.15, 0.14]  # label last: wrong even for top-5
 
 
-def curve_case() -> TestResults:
+def curve_case() -> EvalResults:
     logits = np.empty((2, 12, 6), dtype=np.float32)
     logits[0] = log_probs(*[CURVE_NORMAL_0] * 12)
     logits[1] = log_probs(*[CURVE_NORMAL_1] * 12)
     logits[0, 7] = log_probs(CURVE_VIEW7_0)[0]
     logits[1, 7] = log_probs(CURVE_VIEW7_1)[0]
-    return TestResults(logits=logits, valid=np.ones((2, 12), bool), labels=np.array([0, 2]),
+    return EvalResults(logits=logits, valid=np.ones((2, 12), bool), labels=np.array([0, 2]),
                        paths=["a.mp4", "b.mp4"], class_names=[f"c{i}" for i in range(6)], num_clips=4, num_crops=3)
 
 
 def random_results(num_videos: int = 60, num_classes: int = 8, num_clips: int = 4, num_crops: int = 3,
-                   seed: int = 0, signal: float = 0.4, meta: Optional[dict] = None) -> TestResults:
+                   seed: int = 0, signal: float = 0.4, meta: Optional[dict] = None) -> EvalResults:
     """Noisy logits with the label boosted by ``signal``; video 3 has no decodable view (its
     logits are NaN garbage) and video 5 lost two views."""
     rng = np.random.default_rng(seed)
@@ -52,7 +52,7 @@ def random_results(num_videos: int = 60, num_classes: int = 8, num_clips: int = 
     logits[3] = np.nan
     valid[5, :2] = False
     names = [f"class <{i}> & 'quoted'" for i in range(num_classes)]
-    return TestResults(logits=logits, valid=valid, labels=labels,
+    return EvalResults(logits=logits, valid=valid, labels=labels,
                        paths=[f"videos/{names[c]}/clip {i:03d}.mp4" for i, c in enumerate(labels)],
                        class_names=names, num_clips=num_clips, num_crops=num_crops,
                        failures={3: "decord: cannot open <file>", 5: "mid-stream DECORDError"}, meta=meta or {})
@@ -73,7 +73,7 @@ FULL_META = {
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple[TestResults, dict, Path]:
+def built(tmp_path_factory) -> tuple[EvalResults, dict, Path]:
     """One report built from ``random_results`` with full meta: (results, report dict, out dir)."""
     results = random_results(meta=FULL_META)
     out = tmp_path_factory.mktemp("report")

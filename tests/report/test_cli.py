@@ -74,10 +74,10 @@ def test_report_package_imports_and_builds_without_torch(tmp_path):
         assert loaded == [], loaded
         assert elapsed < 2.0, elapsed
         import numpy as np
-        r = report.TestResults(logits=np.zeros((2, 2, 3), np.float32), valid=np.ones((2, 2), bool),
+        r = report.EvalResults(logits=np.zeros((2, 2, 3), np.float32), valid=np.ones((2, 2), bool),
                                labels=np.array([0, 1]), paths=["a", "b"], class_names=["x", "y", "z"],
                                num_clips=2, num_crops=1)
-        r = report.TestResults.load(r.save({str(tmp_path / "r.npz")!r}))
+        r = report.EvalResults.load(r.save({str(tmp_path / "r.npz")!r}))
         built = report.build_report(r, {str(tmp_path / "out")!r})
         try:
             r.save({str(tmp_path / "r.pt")!r})

@@ -91,7 +91,8 @@ def test_select_views_follows_the_contract():
     assert select_views(5, 1, 2, 1).tolist() == [1, 3]  # floor(1.25), floor(3.75)
     assert select_views(5, 1, 3, 1).tolist() == [0, 2, 4]
     assert select_views(10, 1, 3, 1).tolist() == [1, 5, 8]  # floor(5/3), floor(5), floor(25/3)
-    assert select_views(1, 2, 1, 1).tolist() == [1]  # 2 crops: centre = 2 // 2
+    with pytest.raises(ValueError, match="a clip gives 1 crop .centre. or 3 .left, centre, right., not 2"):
+        select_views(1, 2, 1, 1)  # the view grid has 1 or 3 crops per clip
     with pytest.raises(ValueError, match="crops must be 1 or num_crops=3"):
         select_views(4, 3, 1, 2)
     with pytest.raises(ValueError, match=r"clips must be in \[1, 4\]"):

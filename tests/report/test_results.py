@@ -1,11 +1,11 @@
-"""TestResults: validation on construction, meta normalisation, exact .npz / .pt round trips."""
+"""EvalResults: validation on construction, meta normalisation, exact .npz / .pt round trips."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from stvit_video.report import ResultsError, TestResults
+from stvit_video.report import ResultsError, EvalResults
 from tests.report.conftest import FULL_META, random_results
 
 
@@ -16,7 +16,7 @@ def _kwargs(**changes):
     return base
 
 
-def _assert_same(a: TestResults, b: TestResults) -> None:
+def _assert_same(a: EvalResults, b: EvalResults) -> None:
     assert a.logits.dtype == b.logits.dtype == np.float32
     assert a.valid.dtype == b.valid.dtype == np.bool_
     assert a.labels.dtype == b.labels.dtype == np.int64
@@ -29,7 +29,7 @@ def _assert_same(a: TestResults, b: TestResults) -> None:
 
 
 def test_converts_tensors_and_lists_to_the_contract_dtypes():
-    r = TestResults(**_kwargs(logits=torch.zeros(2, 6, 3, dtype=torch.float64),
+    r = EvalResults(**_kwargs(logits=torch.zeros(2, 6, 3, dtype=torch.float64),
                               valid=torch.ones(2, 6, dtype=torch.bool), labels=[0, 2],
                               paths=(Path("a.mp4"), "b.mp4")))
     assert r.logits.dtype == np.float32 and r.valid.dtype == np.bool_ and r.labels.dtype == np.int64
@@ -58,7 +58,7 @@ def test_converts_tensors_and_lists_to_the_contract_dtypes():
 ])
 def test_validation_names_the_field_and_shapes(changes, message):
     with pytest.raises(ResultsError, match=message):
-        TestResults(**_kwargs(**changes))
+        EvalResults(**_kwargs(**changes))
 
 
 def test_non_finite_logits_are_rejected_only_in_valid_views():
@@ -66,13 +66,13 @@ def test_non_finite_logits_are_rejected_only_in_valid_views():
     logits[0, 4, 1] = np.nan
     valid = np.ones((2, 6), bool)
     with pytest.raises(ResultsError, match=r"1 valid views have non-finite logits \(first: video 0 a.mp4, view 4\)"):
-        TestResults(**_kwargs(logits=logits, valid=valid))
+        EvalResults(**_kwargs(logits=logits, valid=valid))
     valid[0, 4] = False  # the same garbage in a failed view is fine
-    TestResults(**_kwargs(logits=logits, valid=valid))
+    EvalResults(**_kwargs(logits=logits, valid=valid))
 
 
 def test_meta_is_normalised_to_plain_json():
-    r = TestResults(**_kwargs(meta={"model": {"params_m": np.float32(2.5), "gflops": float("nan")},
+    r = EvalResults(**_kwargs(meta={"model": {"params_m": np.float32(2.5), "gflops": float("nan")},
                                     "cost": {"global_batch": np.int64(8), "shape": (1, 2), "ok": np.bool_(True)},
                                     "checkpoint": {"path": Path("ckpt.pyth")}}))
     assert r.meta == {"model": {"params_m": 2.5, "gflops": None},
@@ -86,7 +86,7 @@ def test_save_load_round_trip_is_exact(tmp_path, suffix):
     results.ensemble = "max"
     path = results.save(tmp_path / "sub" / f"test_results{suffix}")
     assert path.is_file() and sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left
-    loaded = TestResults.load(path)
+    loaded = EvalResults.load(path)
     _assert_same(results, loaded)
     assert np.isnan(loaded.logits[3]).all()
     assert loaded.failures == {3: "decord: cannot open <file>", 5: "mid-stream DECORDError"}
@@ -104,23 +104,23 @@ def test_pt_file_is_a_plain_dict_of_tensors(tmp_path):
 def test_unreadable_files_name_the_file(tmp_path, suffix):
     missing = tmp_path / f"missing{suffix}"
     with pytest.raises(ResultsError, match=f"results file not found: .*missing{suffix}"):
-        TestResults.load(missing)
+        EvalResults.load(missing)
     garbage = tmp_path / f"garbage{suffix}"
     garbage.write_bytes(b"this is not a results file" * 10)
     with pytest.raises(ResultsError, match=f"garbage{suffix}: cannot read as {suffix} results"):
-        TestResults.load(garbage)
+        EvalResults.load(garbage)
 
 
 def test_wrong_content_and_suffix_are_reported(tmp_path):
     other = tmp_path / "other.npz"
     np.savez(other, logits=np.zeros((1, 1, 1)))
     with pytest.raises(ResultsError, match=r"other.npz: missing arrays \['valid', 'labels', 'info'\]"):
-        TestResults.load(other)
+        EvalResults.load(other)
     with pytest.raises(ResultsError, match=r"unknown results format '.json'"):
         random_results(num_videos=6).save(tmp_path / "r.json")
     torch.save({"logits": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ResultsError, match=r"other.pt: missing tensors \['valid', 'labels'\]"):
-        TestResults.load(tmp_path / "other.pt")
+        EvalResults.load(tmp_path / "other.pt")
 
 
 def test_newer_format_is_refused(tmp_path):
@@ -129,11 +129,12 @@ def test_newer_format_is_refused(tmp_path):
     payload["format_version"] = 99
     torch.save(payload, path)
     with pytest.raises(ResultsError, match="format_version 99 is not supported"):
-        TestResults.load(path)
+        EvalResults.load(path)
 
 
-def test_not_collected_by_pytest():
-    assert TestResults.__test__ is False
+def test_a_crop_count_no_clip_gives_is_refused():
+    with pytest.raises(ResultsError, match="num_crops: a clip gives 1 crop .centre. or 3 .left, centre, right., not 2"):
+        EvalResults(**_kwargs(num_clips=3, num_crops=2))
 
 
 def test_fields_changed_in_place_are_checked_again_before_saving(tmp_path):
@@ -151,19 +152,19 @@ def test_the_centre_pass_round_trips_and_is_the_one_view_headline(tmp_path, suff
     logits = np.zeros((2, 6, 3), np.float32)
     logits[:, :, 1] = 5.0  # every grid view says class 1: video 0 (label 0) wrong, video 1 right
     centre = np.array([[5.0, 0, 0], [0, 5.0, 0]], np.float32)  # the centre views get both right
-    r = TestResults(**_kwargs(logits=logits, labels=np.array([0, 1]), centre_logits=centre,
+    r = EvalResults(**_kwargs(logits=logits, labels=np.array([0, 1]), centre_logits=centre,
                               centre_valid=np.array([True, True])))
-    loaded = TestResults.load(r.save(tmp_path / f"r{suffix}"))
+    loaded = EvalResults.load(r.save(tmp_path / f"r{suffix}"))
     np.testing.assert_array_equal(loaded.centre_logits, centre)
     assert loaded.centre_valid.tolist() == [True, True]
     m = headline_metrics(loaded)
     assert (m["top1"], m["one_view_top1"]) == (50.0, 100.0)
-    failed = TestResults(**{**_kwargs(logits=logits, labels=np.array([0, 1])), "centre_logits": centre,
+    failed = EvalResults(**{**_kwargs(logits=logits, labels=np.array([0, 1])), "centre_logits": centre,
                             "centre_valid": np.array([True, False])})
     assert headline_metrics(failed)["one_view_top1"] == 50.0  # a centre view that failed counts wrong
-    plain = TestResults(**_kwargs(logits=logits, labels=np.array([0, 1])))
+    plain = EvalResults(**_kwargs(logits=logits, labels=np.array([0, 1])))
     assert headline_metrics(plain)["one_view_top1"] == 50.0 and plain.centre_logits is None
     with pytest.raises(ResultsError, match="give both or neither"):
-        TestResults(**_kwargs(centre_logits=centre))
+        EvalResults(**_kwargs(centre_logits=centre))
     with pytest.raises(ResultsError, match=r"expected shapes \(N, K\) = \(2, 3\)"):
-        TestResults(**_kwargs(centre_logits=centre[:1], centre_valid=np.ones(1, bool)))
+        EvalResults(**_kwargs(centre_logits=centre[:1], centre_valid=np.ones(1, bool)))

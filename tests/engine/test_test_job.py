@@ -1,6 +1,6 @@
 """The multi-view tester end to end: a trained checkpoint tested with nothing but --cfg, failed
 views, the random-model refusal, the temporal-shuffle check (exact across 2 processes:
-test_training.py's killed two-process run tests itself)."""
+test_train_job.py's killed two-process run tests itself)."""
 from __future__ import annotations
 
 import shutil
@@ -12,8 +12,8 @@ import simplejson
 
 from stvit_video.cli import main
 from stvit_video.datasets.video_list import load_split, records_digest
-from stvit_video.engine import testing
-from stvit_video.report import TestResults
+from stvit_video.engine import test_job
+from stvit_video.report import EvalResults
 
 from .conftest import tiny_overrides
 
@@ -52,7 +52,7 @@ def test_a_trained_checkpoint_tests_with_nothing_but_cfg(colour_data, trained, t
     assert meta["data"]["videos_listed"] == meta["data"]["videos_present"] == 12
     # the config asked for 224 crops and 32 frames; the checkpoint's transform won, and said so
     assert "DATA.TEST_CROP_SIZE = 224 in the config" in capsys.readouterr().out
-    results = TestResults.load(out / "eval" / "results.npz")
+    results = EvalResults.load(out / "eval" / "results.npz")
     assert results.logits.shape == (12, 6, 3) and results.valid.all()
     for name in ("report.html", "views_curve.png", "per_class.png", "confusion.png"):
         assert (out / "eval" / name).stat().st_size > 0
@@ -140,7 +140,7 @@ def test_a_class_order_other_than_the_checkpoints_is_refused_or_mapped_by_name(c
     assert "but 'blue things' in" in err and not (tmp_path / "refused" / "eval").exists()
     assert main(_test_args(data, tmp_path / "mapped", trained, "TEST.REORDER_CLASSES", True)) == 0
     assert main(_test_args(colour_data, tmp_path / "plain", trained)) == 0
-    mapped, plain = TestResults.load(tmp_path / "mapped/eval/results.npz"), TestResults.load(
+    mapped, plain = EvalResults.load(tmp_path / "mapped/eval/results.npz"), EvalResults.load(
         tmp_path / "plain/eval/results.npz")
     np.testing.assert_array_equal(mapped.logits, plain.logits[:, :, [1, 0, 2]])
     assert _report(tmp_path / "mapped")["headline"]["top1"] == _report(tmp_path / "plain")["headline"]["top1"]
@@ -150,13 +150,13 @@ def test_flops_that_cannot_be_counted_cost_no_results(colour_data, trained, tmp_
     def broken(model, view):
         raise RuntimeError("tracer broke")
 
-    monkeypatch.setattr(testing, "count_flops", broken)
+    monkeypatch.setattr(test_job, "count_flops", broken)
     out = tmp_path / "test"
     assert main(_test_args(colour_data, out, trained)) == 0
     assert "the FLOPs of SwinTransformer3D could not be counted (RuntimeError: tracer broke)" in capsys.readouterr().out
     model = _report(out)["meta"]["model"]
     assert model["flops_error"] == "RuntimeError: tracer broke" and "gflops_per_view" not in model
-    assert TestResults.load(out / "eval/results.npz").logits.shape == (12, 6, 3)
+    assert EvalResults.load(out / "eval/results.npz").logits.shape == (12, 6, 3)
 
 
 def test_flops_are_counted_on_the_models_device(monkeypatch):
@@ -167,9 +167,9 @@ def test_flops_are_counted_on_the_models_device(monkeypatch):
     from stvit_video.config import get_cfg_defaults
 
     seen = []
-    monkeypatch.setattr(testing, "count_flops", lambda model, view: seen.append(view.device.type) or _Total())
+    monkeypatch.setattr(test_job, "count_flops", lambda model, view: seen.append(view.device.type) or _Total())
     model = torch.nn.Linear(2, 2).to("meta")
-    cost = testing._cost(model, get_cfg_defaults())
+    cost = test_job._cost(model, get_cfg_defaults())
     assert seen == ["meta"] and cost["gflops_per_view"] == 2.0 and cost["params_m"] == 6e-6
 
 

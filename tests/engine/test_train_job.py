@@ -19,10 +19,10 @@ import torch
 import stvit_video.engine.checkpoint as ckpt
 from stvit_video.cli import main
 from stvit_video.datasets.kinetics import VideoClipDataset
-from stvit_video.engine import training
+from stvit_video.engine import train_job
 from stvit_video.engine.distributed import DistContext
 from stvit_video.engine.schedule import LRSchedule
-from stvit_video.report import TestResults
+from stvit_video.report import EvalResults
 
 from .conftest import tiny_overrides
 
@@ -226,7 +226,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights_and_tests_as_one_p
     one = tmp_path / "one"
     assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, one, "TRAIN.ENABLE", "False",
                                                           "TEST.CHECKPOINT_FILE_PATH", out / "checkpoints/best.pyth")]) == 0
-    x, y = TestResults.load(one / "eval/results.npz"), TestResults.load(out / "eval/results.npz")
+    x, y = EvalResults.load(one / "eval/results.npz"), EvalResults.load(out / "eval/results.npz")
     assert np.array_equal(x.valid, y.valid) and np.array_equal(x.labels, y.labels) and x.logits.shape == (12, 6, 3)
     np.testing.assert_allclose(x.logits, y.logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x.centre_logits, y.centre_logits, rtol=1e-5, atol=1e-5)
@@ -249,7 +249,7 @@ def test_the_model_is_on_its_device_before_the_optimizer_and_the_resumed_state(c
                                                           "SOLVER.MAX_EPOCH", 1)]) == 0
     cfg = load_run_config("kinetics400", tiny_overrides(colour_data, out, "SOLVER.MAX_EPOCH", 2))
     seen = {}
-    build = training.build_optimizer
+    build = train_job.build_optimizer
 
     def record_build(cfg, model, **kw):
         seen["build"] = next(model.parameters()).device.type
@@ -259,15 +259,15 @@ def test_the_model_is_on_its_device_before_the_optimizer_and_the_resumed_state(c
         seen["load"] = (next(model.parameters()).device.type, optimizer.param_groups[0]["params"][0].device.type)
         raise _Stop
 
-    monkeypatch.setattr(training, "build_optimizer", record_build)
+    monkeypatch.setattr(train_job, "build_optimizer", record_build)
     monkeypatch.setattr(ckpt, "load_for_resume", record_load)
     with pytest.raises(_Stop):
-        training.train(cfg, DistContext(device=torch.device("meta")))
+        train_job.train(cfg, DistContext(device=torch.device("meta")))
     assert seen == {"build": "meta", "load": ("meta", "meta")}
 
 
 def test_rows_logged_after_the_resumed_checkpoint_are_dropped_once(tmp_path):
-    from stvit_video.engine.trainer import drop_stats_after
+    from stvit_video.engine.hooks import drop_stats_after
 
     stats = tmp_path / "stats.jsonl"
     rows = [{"mode": "train", "global_step": s} for s in (1, 2, 3, 4)] + [{"mode": "val", "epoch": 1, "global_step": 4}]
@@ -281,10 +281,10 @@ def test_a_pretrained_backbone_at_the_full_lr_is_a_warning(caplog):
     from stvit_video.engine.config_check import load_run_config
 
     with caplog.at_level("WARNING"):
-        training._warn_pretrained_lr(load_run_config("kinetics400", ["TRAIN.CHECKPOINT_FILE_PATH", "in1k.pth"]))
+        train_job._warn_pretrained_lr(load_run_config("kinetics400", ["TRAIN.CHECKPOINT_FILE_PATH", "in1k.pth"]))
         assert "SOLVER.BACKBONE_LR_MULT is 1.0" in caplog.text
         caplog.clear()
-        training._warn_pretrained_lr(load_run_config("kinetics400/swin_t_32x2_in1k"))
+        train_job._warn_pretrained_lr(load_run_config("kinetics400/swin_t_32x2_in1k"))
         assert caplog.text == ""
 
 
@@ -293,7 +293,7 @@ def test_validation_runs_the_bare_model_inside_compile_and_ddp_wrappers():
     DDP's forward, whose collectives wait for ranks that have a different number of batches."""
     from stvit_video.datasets.device_transforms import DeviceTransform
     from stvit_video.datasets.loader import VideoBatch
-    from stvit_video.engine.trainer import run_evaluation
+    from stvit_video.engine.train_loop import run_evaluation
 
     class Wrapper(torch.nn.Module):  # stands for DDP (.module) and compile (._orig_mod), in that order
         def __init__(self, inner, attribute):

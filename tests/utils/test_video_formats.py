@@ -1,0 +1,44 @@
+"""One tuple of video suffixes and one of decoder names, shared by the loader, predict and data_prep."""
+import subprocess
+import sys
+from pathlib import Path
+
+from data_prep import layouts
+from data_prep.cli import build_parser as data_prep_parser
+from stvit_video.datasets import decoder, video_list
+from stvit_video.predict_cli import build_parser as predict_parser
+from stvit_video.utils.video_formats import DECODER_BACKENDS, VIDEO_EXTENSIONS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _choices(parser, option: str, command: str = "") -> tuple:
+    if command:  # the sub-command's own parser
+        parser = parser._subparsers._group_actions[0].choices[command]
+    (action,) = [a for a in parser._actions if option in a.option_strings]
+    return tuple(action.choices)
+
+
+def test_importing_it_loads_nothing_of_ours_and_no_torch():
+    code = ("import sys\n"
+            "import stvit_video.utils.video_formats\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'data_prep')"
+            " or m.startswith('stvit_video.') and m != 'stvit_video.utils.video_formats'"
+            " and m not in ('stvit_video.utils', 'stvit_video.version')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_old_names_are_the_shared_tuples():
+    assert layouts.VIDEO_EXTENSIONS is video_list.VIDEO_EXTENSIONS is VIDEO_EXTENSIONS
+    assert decoder.BACKENDS is DECODER_BACKENDS
+    assert tuple(decoder._DECODERS) == DECODER_BACKENDS  # a class for every name, in the same order
+
+
+def test_command_lines_offer_the_shared_choices():
+    assert _choices(predict_parser(), "--backend") == DECODER_BACKENDS
+    for command in ("verify", "all"):
+        assert _choices(data_prep_parser(), "--backend", command) == DECODER_BACKENDS
+    for command in ("index", "all"):
+        assert _choices(data_prep_parser(), "--layout", command) == ("auto", *layouts.LAYOUTS)
