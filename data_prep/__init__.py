@@ -5,6 +5,8 @@ Modules, one job each: ``annotations`` (official CSVs), ``layouts`` (where a row
 is), ``probe`` (what a file holds), ``manifest`` (the index written by ``index``), ``index``,
 ``encode`` (atomic h264 writing), ``resize``, ``verify``, ``lists``, ``summary`` (the final
 table), ``parallel`` (worker processes), ``synthetic`` (the built-in motion-only
-mini-Kinetics), ``benchmark`` (resize throughput), ``cli``. Importing it loads neither torch
-nor PyAV; only ``verify`` loads torch (through the training decoder).
+mini-Kinetics), ``api`` (the steps as functions: ``generate``, ``prepare_all``, ...), ``cli``
+(a thin face over ``api``); the resize benchmark is ``python -m stvit_video.bench.encode``.
+Importing it loads neither torch nor PyAV; only ``verify`` loads torch (through the training
+decoder).
 """

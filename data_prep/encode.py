@@ -33,7 +33,7 @@ class EncoderSettings:
             libx264 gave different bit streams for the same frames in 1 to 7 of 24 repeated
             encodes in our tests (depending on heap contents), so a re-run or a resumed run did not reproduce
             its files. Without it the output is the same bytes for the same input, at a cost
-            in bits measured by ``python -m data_prep.benchmark --mbtree`` (data_prep/README.md).
+            in bits measured by ``python -m stvit_video.bench.encode --mbtree`` (data_prep/README.md).
     """
 
     def __init__(self, *, crf: int = 23, preset: str = "veryfast", gop: int | None = None,

@@ -5,8 +5,8 @@ Modules, one job each: ``video_list`` (CSV / class folders / class names), ``cli
 in the workers), ``device_transforms`` (normalisation and random erasing of uint8 batches on
 the device), ``kinetics`` (the dataset), ``loader`` (samplers, collate, DataLoader),
 ``bad_videos`` (counting undecodable videos across workers), ``mixup`` (video MixUp/CutMix),
-``config_check`` (the config choices defined here), ``synthetic`` (small real videos for tests
-and benchmarks). decord and PyAV are imported only when a video is opened (or a worker starts),
+``config_check`` (the config choices defined here); the videos tests and benchmarks write, and
+the loader benchmark, are in :mod:`stvit_video.bench`. decord and PyAV are imported only when a video is opened (or a worker starts),
 and decord's global bridge is never set. Nothing here imports ``stvit_video.models``.
 """
 from stvit_video.datasets.bad_videos import BadVideoCounter

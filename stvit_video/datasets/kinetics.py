@@ -49,7 +49,7 @@ from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
 from stvit_video.utils.errors import DataError
-from stvit_video.utils.view_grid import view_index
+from stvit_video.utils.view_grid import view_index, views_per_video
 from stvit_video.utils.seed import seeded_rng
 
 __all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
@@ -147,7 +147,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
     @property
     def views_per_video(self) -> int:
         """Distinct views of a video: ``num_clips x num_crops`` (the tester's expected count)."""
-        return self.num_clips * self.num_crops
+        return views_per_video(self.num_clips, self.num_crops)
 
     @property
     def views_per_item(self) -> int:

@@ -8,6 +8,7 @@ import torch
 from stvit_video.engine.model_setup import build_initialised_model
 from stvit_video.models import build_model
 from stvit_video.utils.flops import NOT_COUNTED, count_flops, count_parameters
+from stvit_video.utils.view_grid import views_per_video
 
 
 def view_shape(cfg: Any) -> tuple[int, int, int, int, int]:
@@ -36,7 +37,7 @@ def flops_table(cfg: Any) -> str:
     model = build_model(cfg)
     shape = view_shape(cfg)
     report = count_flops(model, torch.zeros(shape))
-    views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    views = views_per_video(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
     rows = [("patch_embed", "patch_embed")]
     rows += [(f"stage {i + 1}", f"layers.{i}") for i in range(len(model.layers))]
     rows += [("final norm", "norm"), ("head", "head")]

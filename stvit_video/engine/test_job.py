@@ -60,6 +60,7 @@ from stvit_video.report import EvalResults, build_report, headline_metrics, summ
 from stvit_video.report.compare import comparison_rows
 from stvit_video.utils.errors import CheckpointError, DataError
 from stvit_video.utils.flops import count_flops, count_parameters
+from stvit_video.utils.view_grid import views_per_video
 
 __all__ = ["CHECKPOINT_SELECTIONS", "FAILED_VIEW_POLICIES", "TEST_SPLITS", "select_checkpoint", "test"]
 
@@ -282,7 +283,7 @@ def _cost(model: nn.Module, cfg: CfgNode) -> dict[str, Any]:
                        type(model).__name__, type(e).__name__, e)
         cost["flops_error"] = f"{type(e).__name__}: {e}"
         return cost
-    views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS
+    views = views_per_video(cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
     return {**cost, "gflops_per_view": gflops, "gflops_per_video": gflops * views}
 
 

@@ -44,31 +44,41 @@ def report_dict(results: EvalResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
     ``failed_videos``, ``meta`` (as given); accuracies in percent."""
     r = results
     r.validate()
-    n, v, k = r.logits.shape
     scores, has_view = aggregate(r.logits, r.valid, r.ensemble)
     ranks = label_ranks(scores, r.labels, has_view)
-    pred = predictions(scores, has_view)
-    top1_ok, top5_ok = ranks < 1, ranks < 5
+    cm = confusion_matrix(r.labels, predictions(scores, has_view), r.num_classes)
     curve = views_curve(r.logits, r.valid, r.labels, r.num_clips, r.num_crops, r.ensemble)
-    one_ranks, one_source = one_view_ranks(r)
-    full = curve[-1]
-    videos, right1 = per_class_counts(r.labels, top1_ok, k)
-    _, right5 = per_class_counts(r.labels, top5_ok, k)
-    cm = confusion_matrix(r.labels, pred, k)
-    scored_per_class = cm.sum(axis=1)
+    return {
+        "report_version": REPORT_VERSION,
+        "units": {"accuracy": "percent", "views": "clips x crops"},
+        "headline": _headline(r, ranks, has_view, curve[-1]),
+        "views_curve": [{"clips": p.clips, "crops": p.crops, "views": p.views, "label": p.label, "top1": p.top1,
+                         "top5": p.top5, "unscored": p.unscored, "clip_ids": list(p.clip_ids),
+                         "clip_positions": [clip_position(c, r.num_clips) for c in p.clip_ids],
+                         "clips_used": clips_text(p.clip_ids, r.num_clips)} for p in curve],
+        "per_class": _per_class(r, ranks, cm),
+        **_confusion(r, cm, top_pairs),
+        "failed_videos": _failed_videos(r, has_view),
+        "meta": r.meta,
+        "files": {key: name for key, name in FILES.items() if key != "json"},
+    }
 
+
+def _headline(r: EvalResults, ranks: np.ndarray, has_view: np.ndarray, full: CurvePoint) -> dict[str, Any]:
+    n, v, k = r.logits.shape
+    one_ranks, one_source = one_view_ranks(r)
     failed_views = ~r.valid
-    headline = {
-        "top1": _pct(int(top1_ok.sum()), n),
-        "top5": _pct(int(top5_ok.sum()), n),
-        "mean_class": mean_class_accuracy(r.labels, top1_ok, k),
+    return {
+        "top1": _pct(int((ranks < 1).sum()), n),
+        "top5": _pct(int((ranks < 5).sum()), n),
+        "mean_class": mean_class_accuracy(r.labels, ranks < 1, k),
         "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "view": one_source,
                      "top1": _pct(int((one_ranks < 1).sum()), n), "top5": _pct(int((one_ranks < 5).sum()), n)},
         "full_grid": {"clips": full.clips, "crops": full.crops, "views": full.views, "label": full.label,
                       "top1": full.top1, "top5": full.top5},
         "videos": n,
         "classes": k,
-        "classes_present": int((videos > 0).sum()),
+        "classes_present": int((np.bincount(r.labels, minlength=k) > 0).sum()),
         "views_per_video": v,
         "views_text": f"{r.num_clips} clips x {r.num_crops} crops = {v} views",
         "ensemble": r.ensemble,
@@ -77,48 +87,47 @@ def report_dict(results: EvalResults, top_pairs: int = TOP_PAIRS) -> dict[str, A
         "unscored_videos": int((~has_view).sum()),
     }
 
-    per_class = []
+
+def _per_class(r: EvalResults, ranks: np.ndarray, cm: np.ndarray) -> list[dict[str, Any]]:
+    """Per-class top-1 / top-5 and the class each is most confused with, worst first."""
+    videos, right1 = per_class_counts(r.labels, ranks < 1, r.num_classes)
+    _, right5 = per_class_counts(r.labels, ranks < 5, r.num_classes)
     off = cm.copy()
     np.fill_diagonal(off, 0)
+    rows = []
     for c in np.flatnonzero(videos):
         other = int(off[c].argmax())
-        per_class.append({
+        rows.append({
             "id": int(c), "name": r.class_names[c], "videos": int(videos[c]), "correct": int(right1[c]),
             "top1": _pct(int(right1[c]), int(videos[c])), "top5": _pct(int(right5[c]), int(videos[c])),
             "most_confused_with": ({"id": other, "name": r.class_names[other], "count": int(off[c, other])}
                                    if off[c, other] > 0 else None),
         })
-    per_class.sort(key=lambda row: (row["top1"], -row["videos"], row["id"]))
+    return sorted(rows, key=lambda row: (row["top1"], -row["videos"], row["id"]))
 
+
+def _confusion(r: EvalResults, cm: np.ndarray, top_pairs: int) -> dict[str, Any]:
+    """``confusion`` (the nonzero cells) and ``most_confused`` (the largest off-diagonal cells)."""
     true, predicted = np.nonzero(cm)
-    confusion = {"rows": "true class", "columns": "predicted class", "classes": k,
-                 "scored_videos": int(cm.sum()),
-                 "cells": [[int(t), int(p), int(cm[t, p])] for t, p in zip(true, predicted)]}
-    most_confused = [{"true_id": t, "true_name": r.class_names[t], "pred_id": p, "pred_name": r.class_names[p],
-                      "count": c, "share": _pct(c, int(scored_per_class[t]))}
-                     for t, p, c in most_confused_pairs(cm, top_pairs)]
-
-    rows = sorted(set(np.flatnonzero(failed_views.any(axis=1)).tolist()) | set(r.failures))
-    failed = [{"row": row, "path": r.paths[row], "label": int(r.labels[row]),
-               "class_name": r.class_names[int(r.labels[row])], "failed_views": int(failed_views[row].sum()),
-               "views": v, "scored": bool(has_view[row]),
-               "reason": r.failures.get(row, "no reason recorded")} for row in rows]
-
+    scored_per_class = cm.sum(axis=1)
     return {
-        "report_version": REPORT_VERSION,
-        "units": {"accuracy": "percent", "views": "clips x crops"},
-        "headline": headline,
-        "views_curve": [{"clips": p.clips, "crops": p.crops, "views": p.views, "label": p.label, "top1": p.top1,
-                         "top5": p.top5, "unscored": p.unscored, "clip_ids": list(p.clip_ids),
-                         "clip_positions": [clip_position(c, r.num_clips) for c in p.clip_ids],
-                         "clips_used": clips_text(p.clip_ids, r.num_clips)} for p in curve],
-        "per_class": per_class,
-        "confusion": confusion,
-        "most_confused": most_confused,
-        "failed_videos": failed,
-        "meta": r.meta,
-        "files": {key: name for key, name in FILES.items() if key != "json"},
+        "confusion": {"rows": "true class", "columns": "predicted class", "classes": r.num_classes,
+                      "scored_videos": int(cm.sum()),
+                      "cells": [[int(t), int(p), int(cm[t, p])] for t, p in zip(true, predicted)]},
+        "most_confused": [{"true_id": t, "true_name": r.class_names[t], "pred_id": p, "pred_name": r.class_names[p],
+                           "count": c, "share": _pct(c, int(scored_per_class[t]))}
+                          for t, p, c in most_confused_pairs(cm, top_pairs)],
     }
+
+
+def _failed_videos(r: EvalResults, has_view: np.ndarray) -> list[dict[str, Any]]:
+    """Every video with a view that failed to decode, with the decoder's reason."""
+    failed_views = ~r.valid
+    rows = sorted(set(np.flatnonzero(failed_views.any(axis=1)).tolist()) | set(r.failures))
+    return [{"row": row, "path": r.paths[row], "label": int(r.labels[row]),
+             "class_name": r.class_names[int(r.labels[row])], "failed_views": int(failed_views[row].sum()),
+             "views": r.num_views, "scored": bool(has_view[row]),
+             "reason": r.failures.get(row, "no reason recorded")} for row in rows]
 
 
 def _figures(report: dict[str, Any], results: EvalResults) -> dict[str, bytes]:

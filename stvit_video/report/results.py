@@ -29,7 +29,7 @@ import numpy as np
 
 from stvit_video.utils.atomic import atomic_write
 from stvit_video.utils.errors import DataError
-from stvit_video.utils.view_grid import CROP_CHOICES, ENSEMBLE_METHODS
+from stvit_video.utils.view_grid import CROP_CHOICES, ENSEMBLE_METHODS, views_per_video
 
 __all__ = ["FORMAT_VERSION", "ResultsError", "EvalResults"]
 
@@ -147,7 +147,7 @@ class EvalResults:
                                f"{self.centre_logits.shape} and {self.centre_valid.shape}")
         if self.num_crops not in CROP_CHOICES:
             raise ResultsError(f"num_crops: a clip gives 1 crop (centre) or 3 (left, centre, right), not {self.num_crops}")
-        if v != self.num_clips * self.num_crops:
+        if v != views_per_video(self.num_clips, self.num_crops):
             raise ResultsError(f"logits: V = {v} views (shape {self.logits.shape}) but num_clips x num_crops = "
                                f"{self.num_clips} x {self.num_crops} = {self.num_clips * self.num_crops}")
         bad = np.flatnonzero((self.labels < 0) | (self.labels >= k))

@@ -20,7 +20,7 @@ def test_prepare_all_returns_the_counts_of_the_summary_table(raw_sets, tmp_path,
     assert [type(s) for s in steps] == [api.IndexSummary, api.ResizeSummary, api.VerifySummary, api.ListsSummary]
     assert summary.out == out and summary.index.result.layout == "cvdf"
     assert summary.index.manifest == out / "manifest.csv"
-    # conftest.py: one train video missing, one val video corrupt (fails resize), test = val
+    # tests/helpers/raw_kinetics.py: one train video missing, one val video corrupt (fails resize), test = val
     counts = {split: [c[k] for k in ("listed", "found", "missing", "resized", "failed", "in_list")]
               for split, c in summary.counts.items()}
     assert counts == {"train": [5, 4, 1, 4, 0, 4], "val": [3, 3, 0, 2, 1, 2], "test": [1, 1, 0, 1, 0, 2]}

@@ -13,7 +13,7 @@ from data_prep.verify import read_bad_list, verify_video, write_bad_list
 from stvit_video.datasets import video_list
 from stvit_video.utils.errors import DataError
 
-from .conftest import CLIP_FRAMES, write_indexed_video
+from tests.helpers.raw_kinetics import CLIP_FRAMES, write_indexed_video
 
 
 def _touch(path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""index -> resize -> verify -> lists on the tiny raw sets of conftest.py, in each raw layout."""
+"""index -> resize -> verify -> lists on the tiny raw sets of tests/helpers/raw_kinetics.py, in each raw
+layout."""
 import contextlib
 import io
 import json
@@ -15,11 +16,11 @@ from data_prep.cli import main
 from data_prep.manifest import read_manifest
 from data_prep.probe import probe_video
 from stvit_video.datasets.decoder import open_video
-from stvit_video.datasets.synthetic import read_frame_index
+from stvit_video.bench.videos import read_frame_index
 from stvit_video.datasets.video_list import read_csv_list
 
-from .conftest import (CLASS_NAMES, CLIP_FRAMES, CORRUPT, END, MISSING, ROWS, START, UNTRIMMED_FRAMES, _raw_path,
-                       write_indexed_video)
+from tests.helpers.raw_kinetics import (CLASS_NAMES, CLIP_FRAMES, CORRUPT, END, MISSING, ROWS, START,
+                                        UNTRIMMED_FRAMES, raw_file_path, write_indexed_video)
 
 LAYOUTS = ["cvdf", "classes", "untrimmed"]
 
@@ -181,7 +182,7 @@ def test_ids_starting_with_a_dash_work_end_to_end(tmp_path, monkeypatch, capsys,
     clip = write_indexed_video(tmp_path / "clip.mp4", UNTRIMMED_FRAMES if layout == "untrimmed" else CLIP_FRAMES)
     raw, out = tmp_path / "raw", tmp_path / "out"
     for number, row in enumerate(DASH_ROWS):
-        path = _raw_path(raw, row, layout, number)
+        path = raw_file_path(raw, row, layout, number)
         path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip, path)
     write_annotation_csv(tmp_path / "annotations.csv", DASH_ROWS)

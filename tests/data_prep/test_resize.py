@@ -12,9 +12,9 @@ from data_prep.manifest import ManifestRow, output_relpath, read_manifest
 from data_prep.probe import probe_video
 from data_prep.resize import ResizeOptions, output_size, parse_shard, resize_all, shard_of
 from stvit_video.datasets.decoder import open_video
-from stvit_video.datasets.synthetic import read_frame_index
+from stvit_video.bench.videos import read_frame_index
 
-from .conftest import CLIP_FRAMES, ROWS
+from tests.helpers.raw_kinetics import CLIP_FRAMES, ROWS
 
 # Runs `python -m data_prep resize ...` in a child that SIGKILLs itself at the Nth encoded frame.
 _KILLER = """

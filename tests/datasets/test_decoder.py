@@ -5,7 +5,7 @@ import os
 
 from stvit_video.datasets import decoder
 from stvit_video.datasets.decoder import BACKENDS, VideoOpenError, open_video
-from stvit_video.datasets.synthetic import frame_pattern, read_frame_index
+from stvit_video.bench.videos import frame_pattern, read_frame_index
 from stvit_video.utils.errors import DataError
 
 GOOD_NAMES = ["lossless", "h264", "audio", "short", "tiny", "fps25", "fps2997"]

@@ -6,7 +6,7 @@ import torch
 
 from stvit_video.config import get_cfg_defaults
 from stvit_video.datasets.device_transforms import ERASE_MODES, DeviceTransform, build_device_transform
-from stvit_video.datasets.synthetic import frame_pattern
+from stvit_video.bench.videos import frame_pattern
 from stvit_video.datasets.transforms import normalize_to_cthw
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -8,8 +8,9 @@ import torch
 import stvit_video.datasets.kinetics as kinetics
 from stvit_video.datasets import BadVideoCounter, build_dataset, collate_samples
 from stvit_video.datasets.clip_sampling import ClipSpec, centre_clip, segment_clip
-from stvit_video.datasets.synthetic import frame_pattern, read_frame_index
+from stvit_video.bench.videos import frame_pattern, read_frame_index
 from stvit_video.utils.errors import DataError
+from tests.helpers.counting_opener import CountingOpener
 
 GOOD_NAMES = ["lossless", "h264", "audio", "short", "tiny", "fps25", "fps2997"]
 BAD_NAMES = ["missing", "empty", "garbage", "truncated", "corrupt_mid"]
@@ -24,29 +25,6 @@ def raw_frames(frames: torch.Tensor, num_views: int) -> torch.Tensor:
 def decoded_indices(clip: torch.Tensor) -> list[int]:
     """Frame indices drawn in a uint8 (C, T, H, W) clip of whole frames."""
     return [read_frame_index(f) for f in clip.permute(1, 2, 3, 0).numpy()]
-
-
-class CountingOpener:
-    """Replaces ``kinetics.open_video``: counts opens and frame reads per path."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.opens: dict[str, int] = {}
-        self.reads: dict[str, int] = {}
-        real = kinetics.open_video
-
-        def open_video(path, backend):
-            self.opens[str(path)] = self.opens.get(str(path), 0) + 1
-            video = real(path, backend)
-            get_frames = video.get_frames
-
-            def counted(indices):
-                self.reads[str(path)] = self.reads.get(str(path), 0) + 1
-                return get_frames(indices)
-
-            video.get_frames = counted
-            return video
-
-        monkeypatch.setattr(kinetics, "open_video", open_video)
 
 
 @pytest.mark.parametrize("split, length, shape", [

@@ -6,7 +6,7 @@ import torch
 from stvit_video.datasets import BadVideoCounter, construct_loader, set_loader_epoch
 from stvit_video.datasets.loader import ShardSampler, TrainSampler
 
-from .test_kinetics import CountingOpener
+from tests.helpers.counting_opener import CountingOpener
 
 BAD_NAMES = ["missing", "empty", "garbage", "truncated", "corrupt_mid"]
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from stvit_video.datasets.mixup import VideoMixup
-from stvit_video.datasets.synthetic import frame_pattern
+from stvit_video.bench.videos import frame_pattern
 from stvit_video.datasets.transforms import (
     EvalTransform, TrainTransform, horizontal_flip, normalize_to_cthw, parse_rand_augment, random_crop,
     random_resized_crop, short_side_scale, stack_views, to_tchw, uniform_crop,

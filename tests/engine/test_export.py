@@ -11,7 +11,7 @@ from stvit_video.engine import export as export_module
 from stvit_video.engine.export import NormalizedClassifier, export_checkpoint
 from stvit_video.export_cli import main as export_main
 
-from .conftest import CLASSES
+from tests.helpers.colour_data import CLASSES
 
 
 def _small_model(monkeypatch) -> torch.nn.Module:

@@ -8,7 +8,7 @@ import torch
 from stvit_video.engine import meters
 from stvit_video.engine.meters import ETA, EvalMeter, TrainMeter, format_seconds, topk_correct
 
-from .test_distributed import NUM_ITEMS, feed_meters, meter_data, two_rank_results
+from tests.helpers.two_ranks import NUM_ITEMS, feed_meters, meter_data
 
 # 3 samples, 6 classes: #0 right at top-1, #1 label second (top-5 only), #2 label scored lowest (missed)
 LOGITS = torch.tensor([[0.0, 1.0, 5.0, 2.0, 0.5, 0.1],
@@ -85,11 +85,6 @@ def test_eval_meter_exact_result_and_result_needs_a_sync():
     ce = torch.nn.functional.cross_entropy(LOGITS[:2], LABELS[:2], reduction="sum").item()
     assert out == pytest.approx({"top1_acc": 100 / 3, "top5_acc": 200 / 3, "loss": (ce + 3.0) / 3, "count": 3})
     assert meter.result() == out
-
-
-@pytest.fixture
-def two_rank_run(tmp_path_factory):
-    return two_rank_results(tmp_path_factory)  # the run shared with test_distributed
 
 
 def test_two_ranks_sum_to_the_one_process_result(two_rank_run):

@@ -5,7 +5,7 @@ from stvit_video.config import load_config
 from stvit_video.engine.optimizer import build_optimizer, build_param_groups
 from stvit_video.models import SwinTransformer3D
 
-from tests.models.conftest import SWIN_MINI, stvit_model
+from tests.helpers.models import SWIN_MINI, stvit_model
 
 
 def _by_role(groups):

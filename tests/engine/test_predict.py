@@ -11,7 +11,7 @@ from stvit_video.engine.predict import find_videos, predict_videos
 from stvit_video.predict_cli import main as predict_main
 from stvit_video.utils.errors import DataError
 
-from .conftest import CLASSES
+from tests.helpers.colour_data import CLASSES
 
 
 def _test_videos(data: Path) -> tuple[list[Path], list[int]]:

@@ -15,7 +15,7 @@ from stvit_video.datasets.video_list import load_split, records_digest
 from stvit_video.engine import test_job
 from stvit_video.report import EvalResults
 
-from .conftest import tiny_overrides
+from tests.helpers.colour_data import tiny_overrides
 
 
 @pytest.fixture(scope="module")

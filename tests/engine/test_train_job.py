@@ -24,7 +24,7 @@ from stvit_video.engine.distributed import DistContext
 from stvit_video.engine.schedule import LRSchedule
 from stvit_video.report import EvalResults
 
-from .conftest import tiny_overrides
+from tests.helpers.colour_data import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 

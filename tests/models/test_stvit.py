@@ -13,7 +13,7 @@ from stvit_video.models.stvit import (
 from stvit_video.models.swin3d import StageSpec, SwinStage3D, window_partition
 from stvit_video.utils.errors import InvalidArgument
 
-from .conftest import SWIN_MINI, SWIN_S, SWIN_T, stvit_model
+from tests.helpers.models import SWIN_MINI, SWIN_S, SWIN_T, stvit_model
 
 
 def _spec(depth: int = 6) -> StageSpec:

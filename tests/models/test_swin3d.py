@@ -15,7 +15,7 @@ from stvit_video.models.swin3d import (
     window_reverse,
 )
 
-from .conftest import SWIN_MINI
+from tests.helpers.models import SWIN_MINI
 
 
 def _explicit_attention(attn: WindowAttention3D, x, window, mask):

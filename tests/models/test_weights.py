@@ -9,7 +9,7 @@ from stvit_video.models import SwinTransformer3D
 from stvit_video.models.swin3d import relative_position_index
 from stvit_video.models.weights import CheckpointLoadError, load_pretrained
 
-from .conftest import SWIN_MINI, stvit_model
+from tests.helpers.models import SWIN_MINI, stvit_model
 
 X = torch.randn(2, 3, 8, 64, 64)
 

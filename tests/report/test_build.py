@@ -6,16 +6,12 @@ import time
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from stvit_video.report import (
-    aggregate, build_report, confusion_matrix, headline_metrics, mean_class_accuracy, most_confused_pairs,
-    predictions, select_views, summary_text, topk_accuracy, topk_correct,
-)
+from stvit_video.report import EvalResults, build_report, headline_metrics, summary_text
 from stvit_video.report.figures import MAX_CONFUSION_CLASSES, confusion_png
-from stvit_video.report.metrics import clips_text, confused_classes, one_view_ranks
-from tests.report.conftest import curve_case, random_results
+from stvit_video.report.metrics import confused_classes
+from tests.helpers.results import curve_case, log_probs, random_results
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
@@ -27,86 +23,6 @@ def _no_constants(name):
 
 def _load_json(path):
     return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constants)
-
-
-def _expected(results, top_pairs=20):
-    """Every section of report.json recomputed from the metric functions and plain numpy."""
-    r = results
-    n, v, k = r.logits.shape
-    scores, has_view = aggregate(r.logits, r.valid, r.ensemble)
-    pred = predictions(scores, has_view)
-    ok1 = topk_correct(scores, r.labels, 1, has_view)
-    ok5 = topk_correct(scores, r.labels, 5, has_view)
-    curve = []
-    for crops in sorted({1, r.num_crops}):
-        for clips in range(1, r.num_clips + 1):
-            s, h = aggregate(r.logits, r.valid, r.ensemble, select_views(r.num_clips, r.num_crops, clips, crops))
-            ids = [int((2 * i + 1) * r.num_clips // (2 * clips)) for i in range(clips)]
-            curve.append({"clips": clips, "crops": crops, "views": clips * crops, "label": f"{clips}x{crops}",
-                          "top1": topk_accuracy(s, r.labels, 1, h), "top5": topk_accuracy(s, r.labels, 5, h),
-                          "unscored": int((~h).sum()), "clip_ids": ids,
-                          "clip_positions": [(c + 0.5) / r.num_clips for c in ids],
-                          "clips_used": clips_text(ids, r.num_clips)})
-    cm = confusion_matrix(r.labels, pred, k)
-    per_class = []
-    for c in sorted(set(r.labels.tolist())):
-        rows = r.labels == c
-        wrong = pred[rows & (pred != c) & (pred >= 0)]
-        other = None
-        if wrong.size:
-            ids, counts = np.unique(wrong, return_counts=True)
-            best = int(ids[np.argmax(counts)])  # np.unique sorts ids: ties go to the smaller id
-            other = {"id": best, "name": r.class_names[best], "count": int(counts.max())}
-        per_class.append({"id": c, "name": r.class_names[c], "videos": int(rows.sum()), "correct": int(ok1[rows].sum()),
-                          "top1": 100.0 * ok1[rows].sum() / rows.sum(), "top5": 100.0 * ok5[rows].sum() / rows.sum(),
-                          "most_confused_with": other})
-    per_class.sort(key=lambda row: (row["top1"], -row["videos"], row["id"]))
-    failed_rows = sorted(set(np.flatnonzero(~r.valid.all(axis=1)).tolist()) | set(r.failures))
-    one = curve[0]
-    return {
-        "headline": {
-            "top1": 100.0 * ok1.sum() / n, "top5": 100.0 * ok5.sum() / n,
-            "mean_class": mean_class_accuracy(r.labels, ok1, k),
-            "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "top1": one["top1"], "top5": one["top5"],
-                         "view": one_view_ranks(r)[1]},
-            "full_grid": {key: curve[-1][key] for key in ("clips", "crops", "views", "label", "top1", "top5")},
-            "videos": n, "classes": k, "classes_present": len(set(r.labels.tolist())), "views_per_video": v,
-            "views_text": f"{r.num_clips} clips x {r.num_crops} crops = {v} views", "ensemble": r.ensemble,
-            "videos_with_failed_views": int((~r.valid).any(axis=1).sum()), "failed_views": int((~r.valid).sum()),
-            "unscored_videos": int((~has_view).sum()),
-        },
-        "views_curve": curve,
-        "per_class": per_class,
-        "confusion": {"rows": "true class", "columns": "predicted class", "classes": k,
-                      "scored_videos": int(has_view.sum()),
-                      "cells": [[t, p, int(cm[t, p])] for t in range(k) for p in range(k) if cm[t, p]]},
-        "most_confused": [{"true_id": t, "true_name": r.class_names[t], "pred_id": p, "pred_name": r.class_names[p],
-                           "count": c, "share": 100.0 * c / cm[t].sum()}
-                          for t, p, c in most_confused_pairs(cm, top_pairs)],
-        "failed_videos": [{"row": row, "path": r.paths[row], "label": int(r.labels[row]),
-                           "class_name": r.class_names[r.labels[row]], "failed_views": int((~r.valid[row]).sum()),
-                           "views": v, "scored": bool(r.valid[row].any()),
-                           "reason": r.failures.get(row, "no reason recorded")} for row in failed_rows],
-        "meta": r.meta,
-    }
-
-
-def _assert_close(actual, expected, where="report"):
-    """Recursive equality, floats to 1e-9 relative; every key of ``expected`` must be present."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), where
-        assert set(actual) == set(expected), f"{where}: keys {sorted(set(actual) ^ set(expected))}"
-        for key in expected:
-            _assert_close(actual[key], expected[key], f"{where}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and len(actual) == len(expected), where
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            _assert_close(a, e, f"{where}[{i}]")
-    elif isinstance(expected, (float, np.floating)):
-        assert actual == pytest.approx(float(expected), rel=1e-9, abs=1e-12), where
-    else:
-        assert actual == expected and type(actual) is type(expected) or \
-               isinstance(expected, (int, np.integer)) and actual == int(expected), where
 
 
 class _WellFormed(HTMLParser):
@@ -154,13 +70,100 @@ def _assert_png(data: bytes, max_side: int = 1400):
     return image
 
 
-def test_report_json_numbers_equal_the_metric_functions(built):
+def _hand_results() -> EvalResults:
+    """5 videos, 3 classes (cat 0, dog 1, owl 2), 2 clips x 1 crop, and a centre pass.
+
+    Each view's logits are log(p) of the row p below, so its softmax is p; failed views hold NaN.
+
+        video  label  clip 1 (at 25%)   clip 2 (at 75%)   centre view       note
+        0      cat    .6 .3 .1          .7 .2 .1          .8 .1 .1
+        1      dog    .2 .7 .1          .6 .3 .1          .5 .4 .1
+        2      owl    .5 .1 .4          failed            .1 .2 .7          decoder reason recorded
+        3      owl    failed            failed            failed            no reason recorded
+        4      dog    .4 .4 .2          .4 .4 .2          .1 .7 .2          cat and dog tie
+    """
+    logits = np.full((5, 2, 3), np.nan, np.float32)
+    logits[0] = log_probs([0.6, 0.3, 0.1], [0.7, 0.2, 0.1])
+    logits[1] = log_probs([0.2, 0.7, 0.1], [0.6, 0.3, 0.1])
+    logits[2, 0] = log_probs([0.5, 0.1, 0.4])[0]
+    logits[4] = log_probs([0.4, 0.4, 0.2], [0.4, 0.4, 0.2])
+    valid = np.array([[True, True], [True, True], [True, False], [False, False], [True, True]])
+    centre = np.full((5, 3), np.nan, np.float32)
+    centre[[0, 1, 2, 4]] = log_probs([0.8, 0.1, 0.1], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.1, 0.7, 0.2])
+    return EvalResults(logits=logits, valid=valid, labels=np.array([0, 1, 2, 2, 1]),
+                       paths=[f"v{i}.mp4" for i in range(5)], class_names=["cat", "dog", "owl"],
+                       num_clips=2, num_crops=1, failures={2: "decord: clip 2 unreadable"},
+                       meta={"notes": "hand case"}, centre_logits=centre,
+                       centre_valid=np.array([True, True, True, False, True]))
+
+
+def test_report_json_holds_the_hand_computed_numbers(tmp_path):
+    report = build_report(_hand_results(), tmp_path)
+    assert _load_json(tmp_path / "report.json") == report
+    assert set(report) == {"report_version", "units", "headline", "views_curve", "per_class", "confusion",
+                           "most_confused", "failed_videos", "meta", "files"}
+    # Summed softmax of the valid views (all of them):
+    #   video 0: .6+.7, .3+.2, .1+.1 = 1.3 .5 .2  -> cat, right
+    #   video 1: .2+.6, .7+.3, .1+.1 = .8 1.0 .2  -> dog, right
+    #   video 2: clip 1 only         = .5 .1 .4   -> cat, wrong (owl second: in the top 5)
+    #   video 3: no valid view       -> no prediction, wrong for every k
+    #   video 4: .8 .8 .4: cat and dog tie, the smaller id (cat) ranks first -> cat, wrong (dog second)
+    # top-1 2 of 5 = 40%; top-5 (only 3 classes): every scored video, 4 of 5 = 80%
+    # mean-class: cat 1/1, dog 1/2, owl 0/2 -> (100 + 50 + 0) / 3 = 50%
+    # 1 view, the centre pass: cat right, dog (.5 .4 .1) wrong but second, owl right, video 3 failed, dog right
+    #   -> top-1 3 of 5 = 60%, top-5 4 of 5 = 80%
+    assert report["headline"] == {
+        "top1": 40.0, "top5": 80.0, "mean_class": 50.0,
+        "one_view": {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "top1": 60.0, "top5": 80.0,
+                     "view": "the centre clip x centre crop, evaluated in a separate pass"},
+        "full_grid": {"clips": 2, "crops": 1, "views": 2, "label": "2x1", "top1": 40.0, "top5": 80.0},
+        "videos": 5, "classes": 3, "classes_present": 3, "views_per_video": 2,
+        "views_text": "2 clips x 1 crops = 2 views", "ensemble": "sum",
+        "videos_with_failed_views": 2, "failed_views": 3, "unscored_videos": 1,  # failed: video 2 one, video 3 two
+    }
+    # 1x1: clip floor(0.5 * 2 / 1) = 1, the second of 2, centred at (1 + 0.5) / 2 = 75% of the video:
+    #   video 0 .7 .2 .1 right; video 1 .6 .3 .1 wrong (dog second); videos 2 and 3 failed there;
+    #   video 4 .4 .4 .2 tie -> cat, wrong (dog second)  -> top-1 1 of 5 = 20%, top-5 3 of 5 = 60%
+    # 2x1: the full grid above
+    assert report["views_curve"] == [
+        {"clips": 1, "crops": 1, "views": 1, "label": "1x1", "top1": 20.0, "top5": 60.0, "unscored": 2,
+         "clip_ids": [1], "clip_positions": [0.75], "clips_used": "clip 2 of 2 (at 75%)"},
+        {"clips": 2, "crops": 1, "views": 2, "label": "2x1", "top1": 40.0, "top5": 80.0, "unscored": 1,
+         "clip_ids": [0, 1], "clip_positions": [0.25, 0.75], "clips_used": "all 2 clips"},
+    ]
+    # worst first: owl 0 of 2 (top-5: video 2 yes, video 3 no), dog 1 of 2 (video 4 -> cat), cat 1 of 1
+    assert report["per_class"] == [
+        {"id": 2, "name": "owl", "videos": 2, "correct": 0, "top1": 0.0, "top5": 50.0,
+         "most_confused_with": {"id": 0, "name": "cat", "count": 1}},
+        {"id": 1, "name": "dog", "videos": 2, "correct": 1, "top1": 50.0, "top5": 100.0,
+         "most_confused_with": {"id": 0, "name": "cat", "count": 1}},
+        {"id": 0, "name": "cat", "videos": 1, "correct": 1, "top1": 100.0, "top5": 100.0, "most_confused_with": None},
+    ]
+    # (true, predicted): cat->cat (0), dog->dog (1), owl->cat (2), dog->cat (4); video 3 has no prediction
+    assert report["confusion"] == {"rows": "true class", "columns": "predicted class", "classes": 3,
+                                   "scored_videos": 4, "cells": [[0, 0, 1], [1, 0, 1], [1, 1, 1], [2, 0, 1]]}
+    # two off-diagonal cells of 1, ordered by true id; share of the scored videos of the true class:
+    # dog 1 of 2 = 50%, owl 1 of 1 (video 3 unscored) = 100%
+    assert report["most_confused"] == [
+        {"true_id": 1, "true_name": "dog", "pred_id": 0, "pred_name": "cat", "count": 1, "share": 50.0},
+        {"true_id": 2, "true_name": "owl", "pred_id": 0, "pred_name": "cat", "count": 1, "share": 100.0},
+    ]
+    assert report["failed_videos"] == [
+        {"row": 2, "path": "v2.mp4", "label": 2, "class_name": "owl", "failed_views": 1, "views": 2, "scored": True,
+         "reason": "decord: clip 2 unreadable"},
+        {"row": 3, "path": "v3.mp4", "label": 2, "class_name": "owl", "failed_views": 2, "views": 2, "scored": False,
+         "reason": "no reason recorded"},
+    ]
+    assert report["meta"] == {"notes": "hand case"}
+    assert report["units"]["accuracy"] == "percent"
+    assert report["files"] == {"html": "report.html", "views_curve": "views_curve.png",
+                               "per_class": "per_class.png", "confusion": "confusion.png"}
+
+
+def test_report_json_on_disk_is_the_returned_report(built):
     results, report, out = built
-    on_disk = _load_json(out / "report.json")
-    assert on_disk == report
-    expected = _expected(results)
-    assert set(report) == set(expected) | {"report_version", "units", "files"}  # no unchecked section
-    _assert_close({key: report[key] for key in expected}, expected)
+    assert _load_json(out / "report.json") == report
+    assert report["meta"] == results.meta
     assert report["units"]["accuracy"] == "percent"
     assert report["files"] == {"html": "report.html", "views_curve": "views_curve.png",
                                "per_class": "per_class.png", "confusion": "confusion.png"}

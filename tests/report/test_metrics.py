@@ -7,7 +7,7 @@ from stvit_video.report import (
     per_class_counts, predictions, select_views, softmax, topk_accuracy, topk_correct, views_curve,
 )
 from stvit_video.report.metrics import NO_RANK, confused_classes
-from tests.report.conftest import curve_case, log_probs
+from tests.helpers.results import curve_case, log_probs
 
 # One video, 2 clips x 1 crop, 3 classes. Sum: [0.6, 0.9, 0.5] -> class 1; max: [0.5, 0.45, 0.45] -> class 0.
 SUM_VS_MAX = log_probs([0.5, 0.45, 0.05], [0.1, 0.45, 0.45])[None]
@@ -171,7 +171,7 @@ def test_confused_classes_picks_the_busiest_block():
 @pytest.mark.parametrize("ensemble", ["sum", "max"])
 def test_chunking_does_not_change_results(monkeypatch, ensemble):
     from stvit_video.report import metrics
-    from tests.report.conftest import random_results
+    from tests.helpers.results import random_results
 
     r = random_results(num_videos=7, num_classes=6)
     whole = aggregate(r.logits, r.valid, ensemble)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stvit_video.report import ResultsError, EvalResults
-from tests.report.conftest import FULL_META, random_results
+from tests.helpers.results import FULL_META, random_results
 
 
 def _kwargs(**changes):

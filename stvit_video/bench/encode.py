@@ -1,6 +1,6 @@
 """Resize throughput on synthetic clips, extrapolated to 10k videos (the numbers in README.md).
 
-    python -m data_prep.benchmark [--clips 8] [--size 340x256] [--seconds 10] [--fps 30]
+    python -m stvit_video.bench.encode [--clips 8] [--size 340x256] [--seconds 10] [--fps 30]
                                   [--short-side 256] [--gop 16] [--workers 1]
 
 Writes ``--clips`` textured synthetic clips (the mini-Kinetics renderer at the given size:

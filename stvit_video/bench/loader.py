@@ -18,6 +18,7 @@ texture so they do not compress to nothing).
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import itertools
 import math
@@ -41,7 +42,7 @@ def write_benchmark_videos(folder: Path, num_videos: int, size: tuple[int, int, 
     Repeats make one epoch long enough for the warm-up and timed batches: at an epoch's end the
     workers' prefetching restarts, which is not what a long Kinetics epoch sees.
     """
-    from stvit_video.datasets.synthetic import VideoSpec, write_video
+    from stvit_video.bench.videos import VideoSpec, write_video
 
     width, height, frames, fps, gop = size
     folder.mkdir(parents=True, exist_ok=True)
@@ -147,3 +148,38 @@ def workers_to_feed(rows: list[dict[str, Any]], backend: str, clips_per_s: float
     if not mine:
         return None
     return max(1, math.ceil(clips_per_s * mine[0]["item_ms_per_clip"] / 1000))
+
+
+def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Benchmark the training loader (see the module docstring); returns one row per backend x workers."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="stvit_loader_bench_") as tmp:
+        # one epoch holds the warm-up and the timed batches (plus the workers' prefetch)
+        clips = (max(args.warmup, 1) + max(args.iters, 1) + 2 * max(args.workers)) * args.batch
+        data = args.data or str(write_benchmark_videos(Path(tmp), args.videos,
+                                                       repeats=math.ceil(clips / args.videos)))
+        return loader_rows(args.cfg, data, backends=args.backends, workers=args.workers, batch=args.batch,
+                           warmup=max(args.warmup, 1), batches=max(args.iters, 1), decode_clips=args.decode_clips,
+                           opts=args.opts)
+
+
+def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    first = rows[0]
+    frames, crop = first["input"][1], first["input"][2]
+    lines = [f"loader: {args.cfg} train pipeline, {frames} frames x rate {first['sampling_rate']}, crop {crop}, "
+             f"batch {first['batch']}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
+             f"batches {first['dtype']} {tuple(first['batch_shape'])}",
+             f"{'backend':<8s} {'decode ms/clip':>14s} {'item ms/clip':>12s} {'workers':>7s} {'clips/s':>9s} "
+             f"{'ms/clip':>9s}"]
+    for r in rows:
+        lines.append(f"{r['backend']:<8s} {r['decode_ms_per_clip']:14.1f} {r['item_ms_per_clip']:12.1f} "
+                     f"{r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
+    lines.append("decode: open + decode one clip; item: decode + sampling + augmentation in one thread (one worker)")
+    if args.feed:
+        for backend in args.backends:
+            need = workers_to_feed(rows, backend, args.feed)
+            if need is not None:
+                lines.append(f"{backend}: {need} worker(s) keep a step of {args.feed:g} clips/s fed")
+    return "\n".join(lines)

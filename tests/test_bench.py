@@ -1,24 +1,16 @@
-"""tools/benchmark.py: runs side by side and writes well-formed JSON (shape of the output, not timing)."""
-import importlib.util
+"""stvit_video.bench (tools/benchmark.py): runs side by side and writes well-formed JSON (shape of
+the output, not timing)."""
 import json
-from pathlib import Path
 
 import pytest
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "benchmark.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("benchmark", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from stvit_video.bench import cli, models
 
 
 @pytest.mark.parametrize("what", ["inference", "train"])
 def test_benchmark_writes_one_row_per_model_with_ratios_to_the_first(tmp_path, capsys, what):
     out = tmp_path / "bench.json"
-    assert _tool().main(["--what", what, "--models", "swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "--frames", "2",
+    assert cli.main(["--what", what, "--models", "swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "--frames", "2",
                          "--crop", "32", "--iters", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [r["config"] for r in rows] == ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe"]
@@ -35,11 +27,11 @@ def test_benchmark_writes_one_row_per_model_with_ratios_to_the_first(tmp_path, c
 
 
 def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, capsys):
-    from stvit_video.datasets.throughput import write_benchmark_videos
+    from stvit_video.bench.loader import write_benchmark_videos
 
     data = write_benchmark_videos(tmp_path / "videos", 2, size=(64, 48, 30, 30, 8))
     out = tmp_path / "loader.json"
-    assert _tool().main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
+    assert cli.main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
                          "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000",
                          "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
                          "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
@@ -57,7 +49,7 @@ def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, c
 
 def test_loader_benchmark_writes_kinetics_like_videos_when_no_data_is_given(tmp_path):
     from stvit_video.datasets.decoder import open_video
-    from stvit_video.datasets.throughput import KINETICS_LIKE, write_benchmark_videos
+    from stvit_video.bench.loader import KINETICS_LIKE, write_benchmark_videos
 
     data = write_benchmark_videos(tmp_path / "videos", 1, size=(68, 52, 12, 30, 4))
     assert (data / "train.csv").read_text() == "video_000.mp4 0\n"
@@ -70,7 +62,7 @@ def test_profiled_inference_runs_every_attention_on_a_fused_kernel(tmp_path):
     # the window attention folds its bias and shift mask into one additive mask for SDPA; a
     # shape SDPA cannot take would silently fall back to the unfused math kernel
     out = tmp_path / "bench.json"
-    assert _tool().main(["--what", "inference", "--models", "swin3d_tiny", "stvit_r_swin3d_tiny_spatiotemporal",
+    assert cli.main(["--what", "inference", "--models", "swin3d_tiny", "stvit_r_swin3d_tiny_spatiotemporal",
                          "stvit_swin3d_tiny_perframe", "--frames", "4", "--crop", "64", "--iters", "1",
                          "--warmup", "0", "--threads", "1", "--profile-attention", "--json", str(out)]) == 0
     for row in json.loads(out.read_text()):
@@ -88,5 +80,5 @@ def test_the_cpu_step_peak_counts_what_is_alive_at_once_not_what_was_ever_alloca
         c = torch.ones(2**21)  # 8 MiB after both were freed
         return c.sum()
 
-    peak = _tool()._profiled_peak_bytes(step)
+    peak = models._profiled_peak_bytes(step)
     assert 12 * 2**20 <= peak < 13 * 2**20

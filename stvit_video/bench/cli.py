@@ -1,0 +1,84 @@
+"""Command line of ``tools/benchmark.py``: throughput measured side by side, models or the loader.
+
+    python tools/benchmark.py --what inference                      # Swin-T vs the STViT Swin-T variants
+    python tools/benchmark.py --what train --batch 2 --frames 16
+    python tools/benchmark.py --what train --device cuda --dtype bf16 --batch 8 --json bench.json
+    python tools/benchmark.py --models swin3d_small stvit_r_swin3d_small_perframe --iters 5
+    python tools/benchmark.py --what train --device cuda --dtype bf16 --profile-attention   # which SDPA kernels
+    python tools/benchmark.py --what loader --workers 0 1 2 --batch 8 --feed 40
+
+Models: :mod:`stvit_video.bench.models`; the loader: :mod:`stvit_video.bench.loader`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Optional
+
+import torch
+
+from stvit_video.bench.models import DEFAULT_MODELS, DTYPES
+from stvit_video.models import list_variants
+from stvit_video.utils.video_formats import DECODER_BACKENDS
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="benchmark.py")
+    p.add_argument("--what", choices=("inference", "train", "loader"), default="inference")
+    p.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list_variants(), metavar="VARIANT",
+                   help="registry variants (run_net.py --list-models); the first is the baseline")
+    p.add_argument("--batch", type=int, default=1, help="clips per iteration")
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--crop", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=400)
+    p.add_argument("--iters", type=int, default=3, help="timed iterations per model")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations per model")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="autocast dtype (fp16 trains with a GradScaler)")
+    p.add_argument("--act-checkpoint", action="store_true", help="activation checkpointing (train)")
+    p.add_argument("--compile", action="store_true", help="torch.compile each model")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads (CPU)")
+    p.add_argument("--cpu-malloc", choices=("reuse", "system"), default="reuse",
+                   help="CPU: reuse freed tensor memory (as run_net.py does with CPU_MALLOC_REUSE True) or "
+                        "glibc's default (a fresh, page-faulted mmap per large tensor)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="dense bf16 peak of the GPU for MFU (e.g. 989 for an H100 SXM)")
+    p.add_argument("--json", default=None, help="also write the rows as a JSON list here")
+    p.add_argument("--profile-attention", action="store_true",
+                   help="after timing, profile one step per model and list the attention kernels it ran "
+                        "(math = the unfused fallback)")
+    loader = p.add_argument_group("--what loader")
+    loader.add_argument("--cfg", default="kinetics400", help="config whose DATA.* and DATA_LOADER.* are used")
+    loader.add_argument("--data", default=None, help="folder with train.csv; default: generated videos")
+    loader.add_argument("--videos", type=int, default=8, help="videos to generate when --data is not given")
+    loader.add_argument("--backends", nargs="+", default=list(DECODER_BACKENDS), choices=DECODER_BACKENDS)
+    loader.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="DATA_LOADER.NUM_WORKERS values")
+    loader.add_argument("--decode-clips", type=int, default=20, help="clips timed for decode and item ms/clip")
+    loader.add_argument("--feed", type=float, default=None,
+                        help="clips/s of a training step: print the workers each backend needs for it")
+    loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
+    return p.parse_args(argv)
+
+
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.what == "loader":
+        from stvit_video.bench.loader import format_loader_table, run_loader  # config and decoders needed here only
+
+        rows = run_loader(args)
+        print(format_loader_table(rows, args))
+    else:
+        from stvit_video.bench.models import format_table, run
+
+        rows = run(args)
+        print(format_table(rows, args))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
