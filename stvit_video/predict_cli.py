@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 from stvit_video.utils.cli_errors import BAD_INPUT, USER_ERRORS, run_command
 from stvit_video.utils.errors import ConfigError
 from stvit_video.utils.video_formats import DECODER_BACKENDS
+from stvit_video.utils.view_grid import ENSEMBLE_METHODS
 
 if TYPE_CHECKING:  # the engine loads torch: not for --help
     from stvit_video.engine.predict import VideoPrediction
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5, help="classes per video (default 5)")
     p.add_argument("--views", default=None, metavar="CLIPSxCROPS",
                    help="views per video, e.g. 1x1 for speed; default: the checkpoint's test protocol")
-    p.add_argument("--ensemble", choices=("sum", "max"), default="sum", help="how view scores combine")
+    p.add_argument("--ensemble", choices=ENSEMBLE_METHODS, default="sum", help="how view scores combine")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", choices=DECODER_BACKENDS, default=None, help="video decoder")
     p.add_argument("--batch-size", type=int, default=12, help="views per forward pass")

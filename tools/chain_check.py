@@ -13,8 +13,11 @@ Stages, each a real command line (``python -m data_prep``, ``tools/run_net.py``,
     resume   the same run killed with SIGKILL inside epoch 2, an empty newer checkpoint planted
              (a full disk at the wrong moment), then started again: it must skip the empty
              file, resume from the mid-epoch checkpoint, log every step once with the LR of the
-             uninterrupted run, and end with its weights (bitwise; on CUDA, where kernels are
-             not deterministic, within the difference between two uninterrupted runs)
+             uninterrupted run, and end with its weights: bitwise, or within 1% of what the
+             resumed steps changed (float rounding: MKL's CPU kernels depend on memory
+             alignment, CUDA's use atomics), else on CUDA within the spread of two
+             uninterrupted runs; a wrong sample, LR or random stream moves them as much as
+             the resumed steps do
     test     the multi-view test (4 clips x 3 crops and the centre pass) with its report
     predict  tools/predict.py on the test videos
     export   tools/export.py, whose own parity check compares the program with the model
@@ -34,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
+
+from stvit_video.utils.video_formats import DECODER_BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +92,9 @@ class Chain:
         return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
     @classmethod
-    def max_diff(cls, a: Path, b: Path) -> float:
-        wa, wb = cls.weights(a), cls.weights(b)
+    def max_diff(cls, a: Path | dict, b: Path | dict) -> float:
+        """The largest difference between two checkpoints' (or weight dicts') floating-point weights."""
+        wa, wb = (cls.weights(x) if isinstance(x, Path) else x for x in (a, b))
         if wa.keys() != wb.keys():
             raise StageFailed(f"{a} and {b} hold different parameters")
         return max(float((wa[k].double() - wb[k].double()).abs().max()) for k in wa if wa[k].is_floating_point())
@@ -130,6 +136,7 @@ class Chain:
         mid = sorted(folder.glob("checkpoint_epoch_00002_sample_*.pyth"))
         if not mid:
             raise StageFailed(f"no mid-epoch checkpoint of epoch 2 in {folder}")
+        at_resume = self.weights(mid[-1])  # the newest real one; resume prunes it when epoch 2 ends
         empty = folder / "checkpoint_epoch_00002_sample_99999999.pyth"
         empty.write_bytes(b"")  # newer than any real one: resume must skip it and say so
         resumed = self.run(*self.job(out))
@@ -147,8 +154,16 @@ class Chain:
         note = f"resumed from {mid[-1].name}, {len(rows)} steps with the uninterrupted LRs"
         if diff == 0:
             return note + ", weights bitwise equal"
+        # Not bitwise: float rounding that differs between processes (MKL's kernels depend on memory
+        # alignment without MKL_CBWR; CUDA kernels with atomics), or a wrong resume. A wrong sample,
+        # LR or random stream changes the weights as much as the resumed steps do; rounding does not.
+        update = self.max_diff(at_resume, whole / "checkpoints" / "last.pyth")
+        if diff <= 0.01 * update:
+            return note + (f", weights within {diff:.2g} of it ({100 * diff / update:.2g}% of what the resumed steps "
+                           f"changed, {update:.2g}: float rounding)")
         if not self.cuda:
-            raise StageFailed(f"the resumed weights differ from the uninterrupted run by {diff:.3g} (CPU: must be 0)")
+            raise StageFailed(f"the resumed weights differ from the uninterrupted run by {diff:.3g}, "
+                              f"{100 * diff / update:.2g}% of what the resumed steps changed ({update:.3g})")
         again = self.out / "whole_again"
         self.run(*self.job(again))
         noise = self.max_diff(whole / "checkpoints" / "last.pyth", again / "checkpoints" / "last.pyth")
@@ -225,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--per-class", type=int, default=8, help="training clips per class of the generated data")
     p.add_argument("--batch", type=int, default=4, help="TRAIN.BATCH_SIZE")
     p.add_argument("--workers", type=int, default=None, help="DATA_LOADER.NUM_WORKERS (default: 2 on CUDA, 0 on CPU)")
-    p.add_argument("--backend", choices=("decord", "pyav"), default=None, help="decoder (default: decord if installed)")
+    p.add_argument("--backend", choices=DECODER_BACKENDS, default=None, help="decoder (default: decord if installed)")
     p.add_argument("--stages", nargs="+", default=[name for name, _, _ in STAGES], help="stages to run")
     p.add_argument("--stage-timeout", type=float, default=300.0, help="seconds one command may take")
     args = p.parse_args(argv)
