@@ -189,9 +189,8 @@ class Trainer:
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.train_loader, self._set_loader_epoch = train_loader, set_loader_epoch
         self.device_transform, self.mixup = device_transform, mixup
-        self.label_smoothing = label_smoothing
         self.device, self.max_epochs, self.accum_steps = device, max_epochs, accum_steps
-        self.clip_grad_norm, self.amp_dtype, self.scaler = clip_grad_norm, amp_dtype, scaler
+        # autocast, the loss, loss scaling and clipping belong to the step function
         self.step_fn = StepFunction(model, optimizer, device_type=device.type, amp_dtype=amp_dtype, scaler=scaler,
                                     label_smoothing=label_smoothing, accum_steps=accum_steps,
                                     clip_grad_norm=clip_grad_norm)
