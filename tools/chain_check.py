@@ -87,9 +87,9 @@ class Chain:
 
     @staticmethod
     def weights(path: Path) -> dict:
-        import torch
+        from stvit_video.utils.checkpoint_file import read_file
 
-        return torch.load(path, map_location="cpu", weights_only=True)["model"]
+        return read_file(path)["model"]
 
     @classmethod
     def max_diff(cls, a: Path | dict, b: Path | dict) -> float:

@@ -62,8 +62,6 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     if args.what == "loader":

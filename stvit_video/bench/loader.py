@@ -153,7 +153,6 @@ def workers_to_feed(rows: list[dict[str, Any]], backend: str, clips_per_s: float
 def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark the training loader (see the module docstring); returns one row per backend x workers."""
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="stvit_loader_bench_") as tmp:
         # one epoch holds the warm-up and the timed batches (plus the workers' prefetch)

@@ -20,7 +20,6 @@ step).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from typing import Any, Optional
 
 import torch
 
-from stvit_video.engine.train_loop import StepFunction
+from stvit_video.engine.train_loop import StepFunction, autocast_or_fp32
 from stvit_video.models import create_model, get_variant
 from stvit_video.utils.cpu_malloc import cpu_malloc_mode, keep_freed_cpu_memory
 
@@ -80,16 +79,11 @@ class _Runner:
         self.times: list[float] = []
         self.cuda_peak_mb: Optional[float] = None
 
-    def _autocast(self):
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def step(self) -> None:
         if self.train:
             self.train_step(self.x, self.y)  # the trainer's own step
             return
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), autocast_or_fp32(self.device.type, self.dtype):
             self.step_fn(self.x)
 
     def resident_bytes(self) -> int:

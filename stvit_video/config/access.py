@@ -12,15 +12,22 @@ from stvit_video.utils.errors import ConfigError
 if TYPE_CHECKING:  # fvcore is not needed to read a key (the model builder imports this module)
     from fvcore.common.config import CfgNode
 
-__all__ = ["check_choice", "get_key", "with_values"]
+__all__ = ["check_choice", "check_choices", "get_key", "with_values"]
+
+
+def _parent(cfg: Any, key: str) -> tuple[Any, str]:
+    """The node holding dotted ``key``'s last part, and that part."""
+    *groups, name = key.split(".")
+    node = cfg
+    for group in groups:
+        node = node[group]
+    return node, name
 
 
 def get_key(cfg: Any, key: str) -> Any:
     """The value of dotted ``key`` (``"SOLVER.BASE_LR"``, ``"NUM_GPUS"``)."""
-    node = cfg
-    for part in key.split("."):
-        node = node[part]
-    return node
+    node, name = _parent(cfg, key)
+    return node[name]
 
 
 def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
@@ -28,6 +35,12 @@ def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:
         raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(map(str, choices))}")
+
+
+def check_choices(cfg: Any, choices: Mapping[str, Iterable[Any]]) -> None:
+    """:func:`check_choice` of every dotted key of ``choices`` (key -> its valid values), in order."""
+    for key, valid in choices.items():
+        check_choice(key, get_key(cfg, key), valid)
 
 
 def with_values(cfg: "CfgNode", values: Mapping[str, Any]) -> "CfgNode":
@@ -38,10 +51,7 @@ def with_values(cfg: "CfgNode", values: Mapping[str, Any]) -> "CfgNode":
     out = cfg.clone()
     out.defrost()
     for key, value in values.items():
-        *groups, name = key.split(".")
-        node = out
-        for group in groups:
-            node = node[group]
+        node, name = _parent(out, key)
         setattr(node, name, value)
     out.freeze()
     return out

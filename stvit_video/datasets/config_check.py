@@ -7,17 +7,14 @@ RandAugment strings), so a new backend or dataset is valid as soon as it is regi
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
-
 from fvcore.common.config import CfgNode
 
-from stvit_video.config.access import check_choice
+from stvit_video.config.access import check_choices
 from stvit_video.datasets.clip_sampling import OUT_OF_BOUND_POLICIES
 from stvit_video.datasets.decoder import BACKENDS
 from stvit_video.datasets.device_transforms import ERASE_MODES
 from stvit_video.datasets.kinetics import DATASETS
 from stvit_video.datasets.transforms import parse_rand_augment
-from stvit_video.utils.errors import ConfigError
 
 __all__ = ["check_data_config"]
 
@@ -25,12 +22,8 @@ __all__ = ["check_data_config"]
 def check_data_config(cfg: CfgNode) -> None:
     """Raise :class:`ConfigError` (naming the key, the value and the valid choices) unless
     ``DATA.DECODING_BACKEND``, ``TRAIN.DATASET``, ``TEST.DATASET``, ``AUG.RE_MODE``,
-    ``DATA.OUT_OF_BOUND`` and (when
-    ``AUG.ENABLE``) ``AUG.AA_TYPE`` are values this package knows."""
-    check_choice("DATA.DECODING_BACKEND", cfg.DATA.DECODING_BACKEND, BACKENDS)
-    check_choice("TRAIN.DATASET", cfg.TRAIN.DATASET, DATASETS)
-    check_choice("TEST.DATASET", cfg.TEST.DATASET, DATASETS)
-    check_choice("AUG.RE_MODE", cfg.AUG.RE_MODE, ERASE_MODES)
-    check_choice("DATA.OUT_OF_BOUND", cfg.DATA.OUT_OF_BOUND, OUT_OF_BOUND_POLICIES)
+    ``DATA.OUT_OF_BOUND`` and (when ``AUG.ENABLE``) ``AUG.AA_TYPE`` are values this package knows."""
+    check_choices(cfg, {"DATA.DECODING_BACKEND": BACKENDS, "TRAIN.DATASET": DATASETS, "TEST.DATASET": DATASETS,
+                        "AUG.RE_MODE": ERASE_MODES, "DATA.OUT_OF_BOUND": OUT_OF_BOUND_POLICIES})
     if cfg.AUG.ENABLE and cfg.AUG.AA_TYPE:  # "" turns RandAugment off
         parse_rand_augment(cfg.AUG.AA_TYPE)  # its ConfigError names AUG.AA_TYPE and the bad part

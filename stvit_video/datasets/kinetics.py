@@ -267,6 +267,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
     if views is not None and split != "test":
         raise ValueError(f"{split}: only the test role takes other views, got {views}")
     data = cfg.DATA
+    listed = list_split(cfg, split)
     spec = ClipSpec(data.NUM_FRAMES, data.SAMPLING_RATE, data.TARGET_FPS, data.OUT_OF_BOUND)
     num_clips = num_crops = num_samples = 1
     # module-level functions and partials, not lambdas: spawned workers must pickle them
@@ -288,8 +289,8 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
         transform = EvalTransform(short_side=data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
         crop = data.TEST_CROP_SIZE
     return VideoClipDataset(
-        videos.records, name=f"kinetics {split}" if split == list_split(cfg, split) else
-        f"kinetics {split} ({list_split(cfg, split)} list)", backend=data.DECODING_BACKEND, sample_clip=sampler,
+        videos.records, name=f"kinetics {split}" if split == listed else f"kinetics {split} ({listed} list)",
+        backend=data.DECODING_BACKEND, sample_clip=sampler,
         transform=transform, num_clips=num_clips, num_crops=num_crops, num_samples=num_samples,
         retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test",
                           retry_transient=split == "train"),

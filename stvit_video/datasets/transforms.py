@@ -223,9 +223,6 @@ class TrainTransform:
                 f"rand_augment={self.rand_augment_spec!r}, uint8 out)")
 
 
-# crops per test clip -> spatial indices of uniform_crop
-
-
 class EvalTransform:
     """uint8 (T, H, W, C) frames -> uint8 (num_crops, C, T, crop, crop): short side scaled once,
     then the centre crop (``num_crops = 1``) or the left, centre and right crops (3)."""

@@ -100,7 +100,6 @@ POSITION_KEYS = ("samples_in_epoch", "items_per_step", "items_per_epoch", "num_i
                  "batch_size", "seed")
 LAST_NAME, BEST_NAME = "last.pyth", "best.pyth"
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_(iter|sample)_(\d{6,}))?\.pyth$")
-_TMP_MARK = TMP_MARK
 _FOREIGN_HINT = ("if it holds weights in another layout, load it as pretrained weights with "
                  "TRAIN.CHECKPOINT_TYPE video_swin (official Video Swin / mmaction) or swin2d (ImageNet Swin)")
 
@@ -360,7 +359,7 @@ def clean_temp_files(folder: PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if p.is_file() and ".pyth" + _TMP_MARK in p.name]
+    stale = [p for p in folder.iterdir() if p.is_file() and ".pyth" + TMP_MARK in p.name]
     for path in stale:
         path.unlink()
     return stale
@@ -461,14 +460,13 @@ def _load_model_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
 
 class ResumePoint(NamedTuple):
     """Where a resumed run continues: run epoch ``epoch`` (0-based) from iteration ``iter_in_epoch``
-    (loader iterations of the saving run) and, when the file records it, from ``position``
-    (:data:`POSITION_KEYS`: samples of the epoch consumed, and the batch layout of the saving run)."""
+    (loader iterations of the saving run). The sample position is read from the state's
+    ``position`` by :func:`stvit_video.engine.resume.resume_samples`."""
 
     epoch: int
     iter_in_epoch: int
     global_step: int
     best_metric: Optional[float]
-    position: Optional[dict[str, int]] = None
 
 
 # optimizer hyperparameters a config sets: re-applied on resume, each change logged
@@ -584,9 +582,8 @@ def load_for_resume(state: Mapping[str, Any], model: nn.Module, optimizer: Optio
     elif state["scaler"] is not None:
         logger.warning("checkpoint: %s has a GradScaler state but no scaler is used now; it is ignored", source)
     best = state["best_metric"]
-    position = state.get("position")
     return ResumePoint(int(state["epoch"]), int(state["iter_in_epoch"]), int(state["global_step"]),
-                       None if best is None else float(best), None if position is None else dict(position))
+                       None if best is None else float(best))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Iterable
 from fvcore.common.config import CfgNode
 
 from stvit_video.config import load_config
-from stvit_video.config.access import check_choice
+from stvit_video.config.access import check_choices
 from stvit_video.datasets.config_check import check_data_config
 from stvit_video.engine.builtin_data import BUILTIN_DATASETS
 from stvit_video.engine.distributed import BACKENDS as DIST_BACKENDS
@@ -27,23 +27,29 @@ from stvit_video.utils.view_grid import ENSEMBLE_METHODS
 __all__ = ["check_run_config", "load_run_config"]
 
 
+# config key -> the choices of the package that owns it (checked by check_run_config)
+_CHOICES = {
+    "SOLVER.OPTIMIZING_METHOD": OPTIMIZERS,
+    "TRAIN.CHECKPOINT_TYPE": CHECKPOINT_FORMATS,
+    "TEST.CHECKPOINT_TYPE": CHECKPOINT_FORMATS,
+    "TRAIN.AMP_DTYPE": AMP_DTYPES,
+    "SOLVER.LR_SCALING": LR_SCALING_RULES,
+    "SOLVER.LR_POLICY": LR_POLICIES,
+    "SOLVER.PARAM_GROUP_RULE": PARAM_GROUP_RULES,
+    "TEST.SPLIT": TEST_SPLITS,
+    "TEST.CHECKPOINT_SELECTION": CHECKPOINT_SELECTIONS,
+    "DIST.BACKEND": DIST_BACKENDS,
+    "TEST.ENSEMBLE_METHOD": ENSEMBLE_METHODS,
+    "TEST.FAILED_VIEW_POLICY": FAILED_VIEW_POLICIES,
+    "DATA.GENERATE_IF_MISSING": BUILTIN_DATASETS,
+}
+
+
 def check_run_config(cfg: CfgNode) -> None:
     """Run every package's checks on a merged config; raise :class:`ConfigError` naming the key."""
     check_model_config(cfg)
     check_data_config(cfg)
-    check_choice("SOLVER.OPTIMIZING_METHOD", cfg.SOLVER.OPTIMIZING_METHOD, OPTIMIZERS)
-    check_choice("TRAIN.CHECKPOINT_TYPE", cfg.TRAIN.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
-    check_choice("TEST.CHECKPOINT_TYPE", cfg.TEST.CHECKPOINT_TYPE, CHECKPOINT_FORMATS)
-    check_choice("TRAIN.AMP_DTYPE", cfg.TRAIN.AMP_DTYPE, AMP_DTYPES)
-    check_choice("SOLVER.LR_SCALING", cfg.SOLVER.LR_SCALING, LR_SCALING_RULES)
-    check_choice("SOLVER.LR_POLICY", cfg.SOLVER.LR_POLICY, LR_POLICIES)
-    check_choice("SOLVER.PARAM_GROUP_RULE", cfg.SOLVER.PARAM_GROUP_RULE, PARAM_GROUP_RULES)
-    check_choice("TEST.SPLIT", cfg.TEST.SPLIT, TEST_SPLITS)
-    check_choice("TEST.CHECKPOINT_SELECTION", cfg.TEST.CHECKPOINT_SELECTION, CHECKPOINT_SELECTIONS)
-    check_choice("DIST.BACKEND", cfg.DIST.BACKEND, DIST_BACKENDS)
-    check_choice("TEST.ENSEMBLE_METHOD", cfg.TEST.ENSEMBLE_METHOD, ENSEMBLE_METHODS)
-    check_choice("TEST.FAILED_VIEW_POLICY", cfg.TEST.FAILED_VIEW_POLICY, FAILED_VIEW_POLICIES)
-    check_choice("DATA.GENERATE_IF_MISSING", cfg.DATA.GENERATE_IF_MISSING, BUILTIN_DATASETS)
+    check_choices(cfg, _CHOICES)
 
 
 def load_run_config(cfg_file: str | os.PathLike | None = None, opts: Iterable[str] = ()) -> CfgNode:

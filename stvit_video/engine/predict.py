@@ -20,7 +20,6 @@ import torch
 from stvit_video.config import get_cfg_defaults, with_values
 from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.kinetics import clip_dataset
-
 from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine.model_setup import build_checkpoint_model

@@ -115,13 +115,14 @@ def _restore_rng(cfg: CfgNode, ctx: DistContext, state: dict[str, Any], global_s
 
 
 def resume(cfg: CfgNode, ctx: DistContext, choice: tuple[Path, dict[str, Any]], samples: int, bare: nn.Module,
-            optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler], plan: EpochPlan) -> TrainProgress:
-    """Load the checkpoint into the model (on its device) and optimizer; where training stands."""
+           optimizer: torch.optim.Optimizer, scaler: Optional[torch.amp.GradScaler],
+           layout: dict[str, int]) -> TrainProgress:
+    """Load the checkpoint into the model (on its device) and optimizer; where training stands
+    (``layout``: this run's :func:`batch_layout`)."""
     path, state = choice
     point = ckpt.load_for_resume(state, bare, optimizer, scaler, source=str(path))
     _restore_rng(cfg, ctx, state, point.global_step)
     logger.info("resuming from %s: epoch %d, sample %d of %d (global step %d)", path, point.epoch + 1, samples,
-                plan.items_per_epoch, point.global_step)
-    items_per_step = plan.items_per_batch * cfg.TRAIN.ACCUM_STEPS
-    return TrainProgress(epoch=point.epoch, step_in_epoch=samples // items_per_step,
+                layout["items_per_epoch"], point.global_step)
+    return TrainProgress(epoch=point.epoch, step_in_epoch=samples // layout["items_per_step"],
                          global_step=point.global_step, best_metric=point.best_metric, samples_in_epoch=samples)

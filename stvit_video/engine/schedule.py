@@ -97,11 +97,10 @@ class LRSchedule:
                      end_factor=self.end_factor)
 
     def at(self, epoch: int, fraction: float) -> float:
-        """The LR ``fraction`` (in [0, 1)) into 0-based ``epoch``; the cosine of ``mmcv_cosine``
-        uses ``epoch`` itself, so no rounding of ``epoch + fraction`` can move it."""
+        """The LR ``fraction`` (in [0, 1)) into 0-based ``epoch``."""
         if not 0 <= fraction < 1:
             raise ValueError(f"schedule: fraction {fraction} of epoch {epoch} outside [0, 1)")
-        return self(epoch + fraction) if fraction else self(float(epoch))
+        return self(epoch + fraction)
 
 
 def scale_lr(base_lr: float, *, global_batch: int, reference_batch: int, rule: str) -> float:

@@ -100,10 +100,10 @@ def test(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]] 
     path = select_checkpoint(cfg)
     model, cfg, provenance = _load_model(cfg, path)
     dataset = build_dataset(cfg, "test")
-    order = _class_order(provenance.get("class_names"), dataset.class_names, dataset.source, provenance["path"],
+    saved_names = provenance.pop("class_names", None)
+    order = _class_order(saved_names, dataset.class_names, dataset.source, provenance["path"],
                          cfg.TEST.REORDER_CLASSES)
-    class_names = full_class_names(dataset.class_names or provenance.pop("class_names", None), cfg.MODEL.NUM_CLASSES)
-    provenance.pop("class_names", None)
+    class_names = full_class_names(dataset.class_names or saved_names, cfg.MODEL.NUM_CLASSES)
     if on_ready is not None:
         on_ready()
     bare = model.to(ctx.device)

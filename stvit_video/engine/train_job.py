@@ -122,8 +122,9 @@ def train(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]]
     train_loader = construct_loader(cfg, "train", dataset=train_set, num_replicas=ctx.world_size, rank=ctx.rank)
     val_loader = construct_loader(cfg, "val", dataset=val_set, num_replicas=ctx.world_size, rank=ctx.rank)
     plan = epoch_plan(train_loader)
+    layout = batch_layout(cfg, ctx, plan)
     choice = resume_choice(cfg, checkpoint_dir(cfg), ctx)
-    samples = 0 if choice is None else resume_samples(cfg, batch_layout(cfg, ctx, plan), choice[1], choice[0])
+    samples = 0 if choice is None else resume_samples(cfg, layout, choice[1], choice[0])
     bare = _initial_model(cfg, resumed=choice is not None, is_main=ctx.is_main)
     if on_ready is not None:
         on_ready()
@@ -133,12 +134,12 @@ def train(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]]
     scaler = torch.amp.GradScaler(ctx.device.type) if amp_dtype(cfg, ctx.device) == torch.float16 else None
     seed_everything(cfg.RNG_SEED + ctx.rank)  # ranks draw different dropout / drop-path / MixUp
     progress = (TrainProgress() if choice is None else
-                resume(cfg, ctx, choice, samples, bare, optimizer, scaler, plan))
+                resume(cfg, ctx, choice, samples, bare, optimizer, scaler, layout))
     model = _wrap(bare, cfg, ctx)
     logger.info("training %s on %d process(es) (%s), %d clips per process per step, %d train / %d val videos",
                 cfg.MODEL.ARCH, ctx.world_size, ctx.device, per_rank, len(train_set.videos), len(val_set.videos))
-    trainer = _build_trainer(cfg, ctx, model, optimizer, scaler, lr, train_loader, val_loader, plan, progress,
-                             resumed_at=None if choice is None else progress.global_step)
+    trainer = _build_trainer(cfg, ctx, model, optimizer, scaler, lr, train_loader, val_loader, plan, layout,
+                             progress, resumed_at=None if choice is None else progress.global_step)
     return _run(trainer, ctx, model, checkpoint_dir(cfg))
 
 
@@ -171,7 +172,8 @@ def _run(trainer: Trainer, ctx: DistContext, model: nn.Module, folder: Path) -> 
 
 def _build_trainer(cfg: CfgNode, ctx: DistContext, model: nn.Module, optimizer: torch.optim.Optimizer,
                    scaler: Optional[torch.amp.GradScaler], lr: float, train_loader: Any, val_loader: Any,
-                   plan: EpochPlan, progress: TrainProgress, *, resumed_at: Optional[int]) -> Trainer:
+                   plan: EpochPlan, layout: dict[str, int], progress: TrainProgress, *,
+                   resumed_at: Optional[int]) -> Trainer:
     """The :class:`Trainer` and its hooks (logging, bad videos, validation, checkpoints)."""
     device, dtype = ctx.device, amp_dtype(cfg, ctx.device)
     class_names, val_digest = train_loader.dataset.class_names, records_digest(val_loader.dataset.videos)
@@ -183,7 +185,6 @@ def _build_trainer(cfg: CfgNode, ctx: DistContext, model: nn.Module, optimizer: 
                                         amp_dtype=dtype),
         period=cfg.TRAIN.EVAL_PERIOD, metric_logger=metric_logger)
     arch, cfg_text, transform = model_arch(cfg), cfg.dump(), test_transform_of(cfg)
-    layout = batch_layout(cfg, ctx, plan)
     trainer: Trainer
 
     def state_fn(rng_ranks: list[Any]) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from stvit_video.engine.meters import EvalMeter, TrainMeter
 from stvit_video.engine.schedule import LRSchedule, set_lr
 from stvit_video.utils.errors import DataError, TrainingError
 
-__all__ = ["HookBase", "NonFiniteLossError", "StepFunction", "TrainProgress", "Trainer", "run_evaluation",
-           "soft_target_cross_entropy"]
+__all__ = ["HookBase", "NonFiniteLossError", "StepFunction", "TrainProgress", "Trainer", "autocast_or_fp32",
+           "run_evaluation", "soft_target_cross_entropy"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ class TrainProgress:
     global_step: int = 0
     best_metric: Optional[float] = None
     samples_in_epoch: int = 0
+
+
+def autocast_or_fp32(device_type: str, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device_type``; a no-op context for ``dtype`` None (fp32).
+    Every forward of the toolkit (training step, validation, multi-view test, benchmarks) enters this."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -99,9 +105,7 @@ class StepFunction:
                  targets: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward of one micro-batch: (B, C, T, H, W) float frames, (B,) labels and
         optional (B, K) soft targets; returns the (unscaled) loss and the float logits (B, K)."""
-        autocast = (torch.autocast(self.device_type, dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else contextlib.nullcontext())
-        with autocast:
+        with autocast_or_fp32(self.device_type, self.amp_dtype):
             logits = self.model(frames)
         logits = logits.float()
         if targets is not None:
@@ -278,7 +282,7 @@ class Trainer:
             self.meter.update(loss.detach(), logits.detach(), labels, labels.shape[0], data_time,
                               time.perf_counter() - start)
             self._note_nonfinite(loss.detach())
-        self._optimizer_step()
+        self.step_fn.update()
 
     def _forward_backward(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         frames = batch.frames.to(self.device, non_blocking=True)
@@ -289,9 +293,6 @@ class Trainer:
             frames, targets = self.mixup(frames, labels)
         loss, logits = self.step_fn.backward(frames, labels, targets)
         return loss, logits, labels
-
-    def _optimizer_step(self) -> None:
-        self.step_fn.update()
 
     def _note_nonfinite(self, loss: torch.Tensor) -> None:
         # a device flag per micro-batch; read only when a sync reports a non-finite loss
@@ -341,8 +342,7 @@ def run_evaluation(model: nn.Module, loader: Iterable, *, device: torch.device,
     bare = ckpt.unwrap_model(model)
     was_training = bare.training
     bare.eval()
-    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext())
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast_or_fp32(device.type, amp_dtype):
         for batch in loader:
             frames = device_transform(batch.frames.to(device, non_blocking=True), False)
             labels = batch.labels.to(device, non_blocking=True)

@@ -20,6 +20,7 @@ from fvcore.common.config import CfgNode
 from torch import nn
 
 from stvit_video.config.access import get_key, with_values
+from stvit_video.engine.train_loop import autocast_or_fp32
 
 __all__ = ["ViewLogits", "assemble_views", "run_views", "stored_transform_keys", "with_stored_transform"]
 
@@ -91,8 +92,7 @@ def run_views(model: nn.Module, loader: Any, *, device: torch.device, device_tra
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"video": [], "view": [], "logits": [], "failed": []}
     failures: dict[int, str] = {}
-    autocast = torch.autocast(device.type, dtype=amp) if amp is not None else torch.autocast("cpu", enabled=False)
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast_or_fp32(device.type, amp):
         for batch in loader:
             frames = device_transform(batch.frames.to(device, non_blocking=True), False)
             if frame_permutation is not None:
