@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers.imports import modules_loaded_by
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -14,12 +16,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 
 def test_import_stvit_video_is_light_and_patches_nothing():
-    result = _python("import sys\n"
-                     "import stvit_video\n"
-                     "print(sorted(m for m in ('torch', 'torchvision', 'torchvision.transforms.functional_tensor') "
-                     "if m in sys.modules))")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    watched = ("torch", "torchvision", "torchvision.transforms.functional_tensor")
+    assert modules_loaded_by("import stvit_video", watched) == []
 
 
 def test_pytorchvideo_needs_the_alias_which_the_transforms_apply_when_they_first_need_it():
@@ -98,14 +96,9 @@ def test_the_wheel_ships_the_configs_and_runs_from_anywhere(tmp_path):
 
 
 def test_models_import_without_data_or_flop_dependencies():
-    result = _python(
-        "import sys\n"
-        "import stvit_video.models\n"
-        "m = stvit_video.models.SwinTransformer3D(num_classes=3, depths=(1, 1), num_heads=(1, 2), embed_dim=8)\n"
-        "heavy = sorted(n for n in ('decord', 'av', 'pytorchvideo', 'fvcore') if n in sys.modules)\n"
-        "print(','.join(heavy) or 'none')")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "none"
+    code = ("import stvit_video.models\n"
+            "m = stvit_video.models.SwinTransformer3D(num_classes=3, depths=(1, 1), num_heads=(1, 2), embed_dim=8)")
+    assert modules_loaded_by(code, ("decord", "av", "pytorchvideo", "fvcore")) == []
 
 
 def test_ci_runs_the_readme_test_command():

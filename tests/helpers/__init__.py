@@ -6,7 +6,8 @@
 variants ``VARIANT_NAMES`` / ``variant_factory``), ``results`` (hand-made ``EvalResults`` for
 the report tests: ``log_probs``, ``curve_case``, ``random_results``, ``FULL_META``), ``videos``
 (the data set tests' small good and bad mp4 files, ``write_test_videos``), ``counting_opener``
-(``CountingOpener``, counting the Kinetics data set's opens and reads) and ``raw_kinetics``
+(``CountingOpener``, counting the Kinetics data set's opens and reads), ``raw_kinetics``
 (data_prep's tiny Kinetics-like raw sets in each layout: ``ROWS``, ``write_indexed_video``,
-``build_raw_set``). The conftest files keep only pytest fixtures and build them from these.
+``build_raw_set``) and ``imports`` (``modules_loaded_by``: what a line of code leaves imported, in a
+fresh interpreter). The conftest files keep only pytest fixtures and build them from these.
 """

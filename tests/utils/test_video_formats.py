@@ -1,15 +1,10 @@
 """One tuple of video suffixes and one of decoder names, shared by the loader, predict and data_prep."""
-import subprocess
-import sys
-from pathlib import Path
-
 from data_prep import layouts
 from data_prep.cli import build_parser as data_prep_parser
 from stvit_video.datasets import decoder, video_list
 from stvit_video.predict_cli import build_parser as predict_parser
 from stvit_video.utils.video_formats import DECODER_BACKENDS, VIDEO_EXTENSIONS
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.imports import modules_loaded_by
 
 
 def _choices(parser, option: str, command: str = "") -> tuple:
@@ -20,14 +15,9 @@ def _choices(parser, option: str, command: str = "") -> tuple:
 
 
 def test_importing_it_loads_nothing_of_ours_and_no_torch():
-    code = ("import sys\n"
-            "import stvit_video.utils.video_formats\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'data_prep')"
-            " or m.startswith('stvit_video.') and m != 'stvit_video.utils.video_formats'"
-            " and m not in ('stvit_video.utils', 'stvit_video.version')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    loaded = modules_loaded_by("import stvit_video.utils.video_formats", ("torch", "numpy", "data_prep", "stvit_video"))
+    itself = ("stvit_video", "stvit_video.utils", "stvit_video.utils.video_formats", "stvit_video.version")
+    assert [m for m in loaded if m not in itself] == []
 
 
 def test_the_old_names_are_the_shared_tuples():
