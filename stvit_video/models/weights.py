@@ -12,6 +12,8 @@ Layouts handled:
                 version checked as :mod:`stvit_video.engine.checkpoint` checks it) or a bare
                 state dict
     video_swin  official Video Swin / mmaction: ``{"state_dict": {"backbone.*", "cls_head.fc_cls.*"}}``
+    torchvision torchvision's ``swin3d_t/s/b`` state dicts (``Swin3D_*_Weights.KINETICS400_V1``):
+                ``features.{2i}.{j}.*`` blocks, ``features.{2i+1}.*`` patch merging, ``head.*``
     swin2d      official ImageNet Swin: ``{"model": {"patch_embed.proj.weight" (C, 3, 4, 4), ...,
                 "head.weight"}}``, inflated to 3D
     stvit_r2d   released 2D STViT-R ImageNet checkpoints, inflated into a per-frame STViT-R
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Mapping, Optional
 
 import torch
@@ -43,6 +46,8 @@ __all__ = [
     "CHECKPOINT_FORMATS",
     "unwrap_state_dict",
     "convert_video_swin",
+    "convert_torchvision",
+    "swin_geometry",
     "inflate_swin2d",
     "split_qkv_for_stvit",
     "load_pretrained",
@@ -50,7 +55,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMATS = ("native", "video_swin", "swin2d", "stvit_r2d")
+CHECKPOINT_FORMATS = ("native", "video_swin", "torchvision", "swin2d", "stvit_r2d")
+# torchvision's MLP is a Sequential (Linear, GELU, Dropout, Linear, Dropout); timm's Mlp names its linears
+_TORCHVISION_MLP = {"mlp.0.": "mlp.fc1.", "mlp.3.": "mlp.fc2."}
+_TORCHVISION_FEATURE = re.compile(r"^features\.(\d+)\.(.*)$")
+_TORCHVISION_BLOCK = re.compile(r"^(\d+)\.(.*)$")
 
 
 # ----------------------------------------------------------------------------------------- #
@@ -72,6 +81,56 @@ def convert_video_swin(sd: Mapping[str, torch.Tensor], report: Optional[LoadRepo
             k = "head.fc." + k[len("cls_head.fc_cls."):]
         out[k] = v
     return drop_derived(out, report)
+
+
+def convert_torchvision(sd: Mapping[str, torch.Tensor], report: Optional[LoadReport] = None) -> dict[str, torch.Tensor]:
+    """torchvision ``SwinTransformer3d`` keys -> ours (the official Video Swin names).
+
+    torchvision keeps stages and patch mergings in one ``features`` Sequential: ``features.{2i}``
+    is stage i's blocks, ``features.{2i+1}`` the patch merging after it. So
+    ``features.{2i}.{j}.X`` -> ``layers.{i}.blocks.{j}.X`` (``mlp.0`` / ``mlp.3`` -> ``mlp.fc1`` /
+    ``mlp.fc2``), ``features.{2i+1}.X`` -> ``layers.{i}.downsample.X``, ``head.*`` ->
+    ``head.fc.*``; ``patch_embed.*`` and ``norm.*`` keep their names; the relative-position
+    index buffers are dropped (recomputed). Unknown keys pass unchanged, so a strict load
+    names them.
+    """
+    report = LoadReport() if report is None else report
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        feature = _TORCHVISION_FEATURE.match(k)
+        if feature is not None:
+            index, rest = int(feature[1]), feature[2]
+            block = _TORCHVISION_BLOCK.match(rest)
+            if index % 2 == 0 and block is not None:
+                rest = block[2]
+                for theirs, ours in _TORCHVISION_MLP.items():
+                    if rest.startswith(theirs):
+                        rest = ours + rest[len(theirs):]
+                k = f"layers.{index // 2}.blocks.{block[1]}.{rest}"
+            elif index % 2 == 1:
+                k = f"layers.{index // 2}.downsample.{rest}"
+        elif k.startswith("head."):
+            k = "head.fc." + k[len("head."):]
+        out[k] = v
+    return drop_derived(out, report)
+
+
+def swin_geometry(sd: Mapping[str, torch.Tensor]) -> str:
+    """What Swin a state dict in our names holds, e.g. ``"embed_dim 96, depths (2, 2, 18, 2)"``
+    (for messages: names the model a checkpoint of the wrong size was made for)."""
+    depths: dict[int, int] = {}
+    for k in sd:
+        match = re.match(r"^layers\.(\d+)\.blocks\.(\d+)\.", k)
+        if match:
+            stage, block = int(match[1]), int(match[2])
+            depths[stage] = max(depths.get(stage, 0), block + 1)
+    embed = sd.get("patch_embed.proj.weight")
+    parts = []
+    if embed is not None:
+        parts.append(f"embed_dim {embed.shape[0]}")
+    if depths:
+        parts.append(f"depths {tuple(depths[i] for i in sorted(depths))}")
+    return ", ".join(parts) or "no Swin keys"
 
 
 def inflate_swin2d(sd: Mapping[str, torch.Tensor], model: nn.Module,
@@ -152,8 +211,8 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
     Args:
         model: a :class:`~stvit_video.models.swin3d.SwinTransformer3D`, with or without an STViT stage.
         checkpoint: file path or an already loaded checkpoint dict.
-        fmt: one of :data:`CHECKPOINT_FORMATS`: ``native``, ``video_swin``, ``swin2d`` or
-            ``stvit_r2d`` (see the module docstring).
+        fmt: one of :data:`CHECKPOINT_FORMATS`: ``native``, ``video_swin``, ``torchvision``,
+            ``swin2d`` or ``stvit_r2d`` (see the module docstring).
         reinit_head: keep the model's fresh classifier when the checkpoint's has another
             shape or is missing (fine-tuning on other classes); otherwise that is an error.
         log: where the report goes (None = silent).
@@ -182,6 +241,8 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
     sd = unwrap_state_dict(checkpoint)
     if fmt == "video_swin":
         sd = convert_video_swin(sd, report)
+    elif fmt == "torchvision":
+        sd = convert_torchvision(sd, report)
     elif fmt == "swin2d":
         sd = inflate_swin2d(sd, model, report)
     elif fmt == "stvit_r2d":
@@ -208,6 +269,9 @@ def load_pretrained(model: nn.Module, checkpoint: str | os.PathLike | Mapping[st
         head_at_fault = any(k.startswith("head.") and (k not in sd or sd[k].shape != target[k].shape)
                             for k in target if k not in fresh)
         hint = " (pass reinit_head=True to fine-tune on other classes)" if head_at_fault else ""
+        theirs, ours = swin_geometry(sd), swin_geometry(target)
+        if theirs != ours:  # a checkpoint of another Swin size: say which one
+            hint += f"; the checkpoint holds a Swin with {theirs}, the model is one with {ours}"
         raise CheckpointLoadError(f"cannot load {source} as {fmt!r} into {type(model).__name__}: "
                                   + " | ".join(problems) + hint)
     model.load_state_dict(sd, strict=False)
