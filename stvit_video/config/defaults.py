@@ -69,7 +69,9 @@ _C.TEST.REORDER_CLASSES = False
 # Format of TEST.CHECKPOINT_FILE_PATH: "native" (ours: model, classes and test transform inside;
 # its transform wins over the config) or a foreign layout as in TRAIN.CHECKPOINT_TYPE.
 _C.TEST.CHECKPOINT_TYPE = "native"
-# Allow testing a randomly initialised model when there is no checkpoint (else an error).
+# Without a checkpoint to test: test the model as training would start it (random weights, or
+# TRAIN.CHECKPOINT_FILE_PATH loaded into MODEL.ARCH, e.g. a Swin converted to STViT before any
+# fine-tuning) instead of stopping with an error.
 _C.TEST.ALLOW_RANDOM_INIT = False
 # How the softmax scores of a video's views combine: "sum" (= mean) or "max".
 _C.TEST.ENSEMBLE_METHOD = "sum"
@@ -133,8 +135,11 @@ _C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.75, 1.3333]
 _C.DATA.RANDOM_FLIP = True
 # Side of the square training crop.
 _C.DATA.TRAIN_CROP_SIZE = 224
-# Side of the square test crop (the short side is scaled to it first).
+# Side of the square test crop (the short side is scaled to DATA.TEST_SHORT_SIDE first).
 _C.DATA.TEST_CROP_SIZE = 224
+# Short side of the test frames before cropping; 0 = DATA.TEST_CROP_SIZE (Video Swin: the 3 crops
+# cover the whole short side). torchvision's Kinetics weights were measured at 256 with one centre crop.
+_C.DATA.TEST_SHORT_SIDE = 0
 # Input channels.
 _C.DATA.INPUT_CHANNEL_NUM = 3
 
@@ -164,7 +169,8 @@ _C.MODEL = CfgNode()
 # Model variant from the registry (run_net.py --list-models), e.g. "swin3d_tiny" or
 # "stvit_r_swin3d_tiny_perframe"; SWIN.* / STVIT.* keys left at None keep the variant's values.
 _C.MODEL.ARCH = "stvit_r_swin3d_tiny_perframe"
-# Number of classes of the classification head.
+# Number of classes of the classification head; 0 = as many as DATA.PATH_TO_DATA_DIR has
+# (its classnames.txt, else its class folders), read when the job starts.
 _C.MODEL.NUM_CLASSES = 400
 # Dropout before the classifier.
 _C.MODEL.HEAD_DROPOUT = 0.5

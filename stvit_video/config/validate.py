@@ -55,6 +55,9 @@ def _check_data(cfg: CfgNode) -> None:
         _positive_int(cfg, key)
     _require(cfg.DATA.TARGET_FPS >= 0, "DATA.TARGET_FPS", cfg.DATA.TARGET_FPS,
              "must be > 0 (a frame rate) or 0 (raw frames)")
+    short = cfg.DATA.TEST_SHORT_SIDE
+    _require(short == 0 or short >= cfg.DATA.TEST_CROP_SIZE, "DATA.TEST_SHORT_SIDE", short,
+             f"must be 0 (= DATA.TEST_CROP_SIZE) or at least DATA.TEST_CROP_SIZE = {cfg.DATA.TEST_CROP_SIZE}")
     scales = list(cfg.DATA.TRAIN_JITTER_SCALES)
     _require(len(scales) == 2 and 0 < scales[0] <= scales[1], "DATA.TRAIN_JITTER_SCALES", scales,
              "must be [min, max] short sides with 0 < min <= max")
@@ -104,7 +107,9 @@ def _check_aug(cfg: CfgNode) -> None:
 
 
 def _check_model(cfg: CfgNode) -> None:
-    _positive_int(cfg, "MODEL.NUM_CLASSES")
+    classes = cfg.MODEL.NUM_CLASSES
+    _require(isinstance(classes, int) and classes >= 0, "MODEL.NUM_CLASSES", classes,
+             "must be an integer >= 1, or 0 (= the number of classes in DATA.PATH_TO_DATA_DIR's classnames.txt)")
     _positive_int(cfg, "DATA.INPUT_CHANNEL_NUM")
 
 

@@ -286,7 +286,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
     else:
         num_clips, num_crops = views or (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
         sampler = functools.partial(_test_clip, spec, num_clips)
-        transform = EvalTransform(short_side=data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
+        transform = EvalTransform(short_side=data.TEST_SHORT_SIDE or data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
         crop = data.TEST_CROP_SIZE
     return VideoClipDataset(
         videos.records, name=f"kinetics {split}" if split == listed else f"kinetics {split} ({listed} list)",

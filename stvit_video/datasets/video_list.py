@@ -30,13 +30,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from stvit_video.utils.errors import DataError
 # the files taken from class folders (re-exported; data_prep scans for the same ones)
 from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
 
-__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "full_class_names", "load_split",
+__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "data_class_names", "full_class_names",
+           "load_split",
            "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
 
 SPLITS = ("train", "val", "test")
@@ -128,8 +129,11 @@ def _parse_line(line: str, path: Path, number: int, num_classes: int, separator:
     return VideoRecord(os.path.join(base, video), label)  # join keeps an absolute ``video``
 
 
-def read_class_names(path: str | os.PathLike, *, num_classes: int) -> list[str]:
+def read_class_names(path: str | os.PathLike, *, num_classes: Optional[int]) -> list[str]:
     """Class names in id order from ``path``, one per line (surrounding spaces stripped).
+
+    Args:
+        num_classes: ``MODEL.NUM_CLASSES``, the number of names expected (None: any).
 
     Raises:
         DataError: the file cannot be read, a line is blank (it would shift every later id),
@@ -148,7 +152,7 @@ def read_class_names(path: str | os.PathLike, *, num_classes: int) -> list[str]:
         if name in names:
             raise DataError(f"{path} line {number}: class {name!r} repeats line {names.index(name) + 1}")
         names.append(name)
-    if len(names) != num_classes:
+    if num_classes is not None and len(names) != num_classes:
         raise DataError(f"{path} lists {len(names)} classes but MODEL.NUM_CLASSES = {num_classes}; "
                         "set MODEL.NUM_CLASSES to the number of names")
     return names
@@ -198,6 +202,25 @@ def full_class_names(names: Sequence[str] | None, num_classes: int) -> list[str]
     cover fewer classes than ``MODEL.NUM_CLASSES``) named by their number."""
     given = list(names or [])[:num_classes]
     return given + [str(i) for i in range(len(given), num_classes)]
+
+
+def data_class_names(data_dir: str | os.PathLike) -> list[str]:
+    """The classes of a data folder, for ``MODEL.NUM_CLASSES 0``: ``classnames.txt`` when it
+    exists, else the union of the class folders of its splits (as :func:`load_split` names them).
+
+    Raises:
+        DataError: neither exists, or ``classnames.txt`` is malformed (the message names it).
+    """
+    data_dir = Path(data_dir)
+    names_path = data_dir / CLASS_NAMES_FILE
+    if names_path.is_file():
+        return read_class_names(names_path, num_classes=None)
+    names = sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
+    if not names:
+        raise DataError(f"MODEL.NUM_CLASSES 0 takes the classes from {names_path}, which does not exist (nor do "
+                        f"class folders {data_dir}/<split>/<class>/); write it (data_prep does) or set "
+                        "MODEL.NUM_CLASSES")
+    return names
 
 
 def load_split(data_dir: str | os.PathLike, split: str, *, num_classes: int, separator: str = " ",

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 from fvcore.common.config import CfgNode
 
-__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "test_transform_of"]
+__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "test_short_side", "test_transform_of"]
 
 # TRAIN.AMP_DTYPE choices
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -30,9 +30,14 @@ def amp_dtype(cfg: CfgNode, device: torch.device) -> Optional[torch.dtype]:
     return AMP_DTYPES[cfg.TRAIN.AMP_DTYPE]
 
 
+def test_short_side(cfg: CfgNode) -> int:
+    """``DATA.TEST_SHORT_SIDE``, where 0 means ``DATA.TEST_CROP_SIZE``."""
+    return int(cfg.DATA.TEST_SHORT_SIDE or cfg.DATA.TEST_CROP_SIZE)
+
+
 def test_transform_of(cfg: CfgNode) -> dict[str, Any]:
     """What a checkpoint records so inference needs no config: the test-time transform and views."""
-    return {"mean": list(cfg.DATA.MEAN), "std": list(cfg.DATA.STD), "short_side": cfg.DATA.TEST_CROP_SIZE,
+    return {"mean": list(cfg.DATA.MEAN), "std": list(cfg.DATA.STD), "short_side": test_short_side(cfg),
             "crop": cfg.DATA.TEST_CROP_SIZE, "num_frames": cfg.DATA.NUM_FRAMES,
             "sampling_rate": cfg.DATA.SAMPLING_RATE, "target_fps": float(cfg.DATA.TARGET_FPS),
             "num_clips": cfg.TEST.NUM_ENSEMBLE_VIEWS, "num_crops": cfg.TEST.NUM_SPATIAL_CROPS,

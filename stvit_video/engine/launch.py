@@ -20,13 +20,15 @@ import torch
 from fvcore.common.config import CfgNode
 
 from stvit_video.engine import distributed as dist_utils
+from stvit_video.config import with_values
+from stvit_video.datasets.video_list import data_class_names
 from stvit_video.engine.builtin_data import ensure_builtin_data
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.logging import setup_logging
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["launch_job", "prepare_output_dir", "run_job"]
+__all__ = ["launch_job", "prepare_output_dir", "run_job", "with_data_num_classes"]
 
 
 def prepare_output_dir(cfg: Any) -> Path:
@@ -35,6 +37,19 @@ def prepare_output_dir(cfg: Any) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(cfg.dump(), encoding="utf-8")
     return out
+
+
+def with_data_num_classes(cfg: CfgNode) -> CfgNode:
+    """``cfg`` with ``MODEL.NUM_CLASSES 0`` replaced by the number of classes of its data folder.
+
+    Raises:
+        DataError: ``MODEL.NUM_CLASSES`` is 0 and the data folder names no classes.
+    """
+    if cfg.MODEL.NUM_CLASSES != 0:
+        return cfg
+    names = data_class_names(cfg.DATA.PATH_TO_DATA_DIR)
+    logger.info("MODEL.NUM_CLASSES 0: %d classes in %s", len(names), cfg.DATA.PATH_TO_DATA_DIR)
+    return with_values(cfg, {"MODEL.NUM_CLASSES": len(names)})
 
 
 def _device_kind(cfg: CfgNode) -> str:
@@ -80,6 +95,7 @@ def run_job(ctx: dist_utils.DistContext, cfg: CfgNode) -> dict[str, Any]:
     if ctx.is_main:
         ensure_builtin_data(cfg)
     dist_utils.barrier()  # the other ranks wait for the data rank 0 may be generating
+    cfg = with_data_num_classes(cfg)
     results: dict[str, Any] = {}
     if not cfg.TRAIN.ENABLE and not cfg.TEST.ENABLE:
         logger.info("nothing to run: TRAIN.ENABLE and TEST.ENABLE are both False")

@@ -52,7 +52,7 @@ from stvit_video.engine import checkpoint as ckpt
 from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.distributed import DistContext
 from stvit_video.engine.job_setup import amp_dtype, checkpoint_dir
-from stvit_video.engine.model_setup import build_checkpoint_model
+from stvit_video.engine.model_setup import build_checkpoint_model, build_initialised_model
 from stvit_video.engine.views import assemble_views, run_views, with_stored_transform
 from stvit_video.models import build_model, model_arch
 from stvit_video.models.weights import load_pretrained
@@ -233,6 +233,13 @@ def _load_model(cfg: CfgNode, path: Optional[Path]) -> tuple[nn.Module, CfgNode,
                 "test: no checkpoint to test (TEST.CHECKPOINT_FILE_PATH is empty and "
                 f"{checkpoint_dir(cfg)} has no best.pyth or last.pyth); refusing to report the accuracy of a "
                 "randomly initialised model. Set TEST.CHECKPOINT_FILE_PATH, or TEST.ALLOW_RANDOM_INIT True")
+        initial = cfg.TRAIN.CHECKPOINT_FILE_PATH
+        if initial:
+            logger.warning("test: no trained checkpoint; testing %s as training would start it, from %s (%s) "
+                           "(TEST.ALLOW_RANDOM_INIT True)", cfg.MODEL.ARCH, initial, cfg.TRAIN.CHECKPOINT_TYPE)
+            return build_initialised_model(cfg), cfg, {
+                "path": initial, "sha256": ckpt.file_sha256(initial), "epoch": 0, "initial_weights": True,
+                "format": cfg.TRAIN.CHECKPOINT_TYPE, "arch": cfg.MODEL.ARCH}
         logger.warning("test: testing a RANDOMLY INITIALISED model (TEST.ALLOW_RANDOM_INIT True)")
         return build_model(cfg), cfg, {"path": None, "sha256": None, "epoch": None, "random_init": True,
                                        "arch": cfg.MODEL.ARCH}

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 # config keys the stored test transform of a checkpoint sets (a key absent in an older file keeps
 # the config's value)
 _TRANSFORM_KEYS = {"mean": "DATA.MEAN", "std": "DATA.STD", "crop": "DATA.TEST_CROP_SIZE",
+                   "short_side": "DATA.TEST_SHORT_SIDE",
                    "num_frames": "DATA.NUM_FRAMES", "sampling_rate": "DATA.SAMPLING_RATE",
                    "target_fps": "DATA.TARGET_FPS", "out_of_bound": "DATA.OUT_OF_BOUND"}
 
@@ -63,7 +64,10 @@ def _like(now: Any, value: Any) -> Any:
 def stored_transform_keys(cfg: CfgNode, stored: dict[str, Any]) -> dict[str, Any]:
     """Config key (``DATA.MEAN``, ...) -> the checkpoint's test-transform value, typed like ``cfg``'s;
     keys a file of an older version lacks keep the config's value."""
-    return {key: _like(get_key(cfg, key), stored[field]) for field, key in _TRANSFORM_KEYS.items() if field in stored}
+    values = dict(stored)
+    if values.get("short_side") == values.get("crop"):
+        values["short_side"] = 0  # the default: the short side scaled to the crop
+    return {key: _like(get_key(cfg, key), values[field]) for field, key in _TRANSFORM_KEYS.items() if field in values}
 
 
 def with_stored_transform(cfg: CfgNode, stored: dict[str, Any], source: Optional[Path] = None) -> CfgNode:
