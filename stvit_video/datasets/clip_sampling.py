@@ -31,8 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["OUT_OF_BOUND_POLICIES", "ClipIndices", "ClipSpec", "centre_clip", "clip_at", "clip_starts", "random_clip",
-           "segment_clip"]
+__all__ = ["OUT_OF_BOUND_POLICIES", "ClipIndices", "ClipSpec", "centre_clip", "clip_at", "clip_starts", "frame_window",
+           "random_clip", "segment_clip", "sliding_windows"]
 
 # DATA.OUT_OF_BOUND choices
 OUT_OF_BOUND_POLICIES = ("loop", "repeat_last")
@@ -125,3 +125,45 @@ def segment_clip(spec: ClipSpec, video_frames: int, fps: float, clip_index: int,
 def centre_clip(spec: ClipSpec, video_frames: int, fps: float) -> ClipIndices:
     """Validation (and the 1-view test headline): the one segment-centred clip."""
     return segment_clip(spec, video_frames, fps, 0, 1)
+
+
+def sliding_windows(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
+    """Time windows ``[start, end)`` in seconds covering a video of ``duration`` seconds.
+
+    Windows start at 0, ``stride``, ``2 * stride``, ... while they fit; when the last one
+    ends before the video does, one more window ends exactly at the end, so every second
+    is covered by a full-length window. A video shorter than ``window`` gets one window,
+    the whole video.
+
+    Raises:
+        ValueError: ``window`` or ``stride`` is not > 0, or ``duration`` is not > 0.
+    """
+    if window <= 0 or stride <= 0:
+        raise ValueError(f"window {window:g} s and stride {stride:g} s must be > 0")
+    if duration <= 0:
+        raise ValueError(f"a video of {duration:g} s has no windows")
+    if duration <= window:
+        return [(0.0, float(duration))]
+    # a tolerance: 10 s / 2 s windows must not lose their last one to 9.999999 + 2 > 10
+    count = int(math.floor((duration - window) / stride + 1e-9)) + 1
+    windows = [(k * stride, k * stride + window) for k in range(count)]
+    if windows[-1][1] < duration - 1e-9:
+        windows.append((duration - window, float(duration)))
+    return windows
+
+
+def frame_window(start_s: float, end_s: float, video_frames: int, fps: float) -> tuple[int, int]:
+    """The frames ``[first, first + count)`` of the time window ``[start_s, end_s)`` of a video
+    with ``video_frames`` frames at ``fps`` (nearest frames; at least one frame).
+
+    Raises:
+        ValueError: the window starts at or after the video's last frame.
+    """
+    if fps <= 0:
+        raise ValueError(f"frame rate must be > 0, got {fps}")
+    first = int(math.floor(start_s * fps + 0.5))
+    if first >= video_frames:
+        raise ValueError(f"window {start_s:g}-{end_s:g} s starts after the video's {video_frames} frames "
+                         f"({video_frames / fps:.2f} s)")
+    end = min(video_frames, int(math.floor(end_s * fps + 0.5)))
+    return first, max(end - first, 1)

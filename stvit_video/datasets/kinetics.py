@@ -44,7 +44,8 @@ from typing import Callable, Iterator, NamedTuple, Sequence
 import torch
 from fvcore.common.config import CfgNode
 
-from stvit_video.datasets.clip_sampling import ClipIndices, ClipSpec, centre_clip, random_clip, segment_clip
+from stvit_video.datasets.clip_sampling import (ClipIndices, ClipSpec, centre_clip, frame_window, random_clip,
+                                                segment_clip)
 from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
@@ -123,15 +124,20 @@ class VideoClipDataset(torch.utils.data.Dataset):
         placeholder_shape: (C, T, H, W) of the zero views of a failed test item.
         class_names: class names by label, when the list has them.
         source: the list file or folder, for messages.
+        time_windows: ``(start, end)`` seconds per row, or None (the whole video): the clips of
+            a row are sampled inside its window, as if the window were the video (prediction on
+            long videos; see :func:`~stvit_video.datasets.clip_sampling.sliding_windows`).
     """
 
     def __init__(self, videos: Sequence[VideoRecord], *, name: str, backend: str,
                  sample_clip: ClipSampler, transform: ClipTransform, num_clips: int = 1,
                  num_crops: int = 1, num_samples: int = 1, retry: RetryPolicy,
                  placeholder_shape: tuple[int, int, int, int], class_names: Sequence[str] | None = None,
-                 source: str = "") -> None:
+                 source: str = "", time_windows: Sequence[tuple[float, float]] | None = None) -> None:
         if not videos:
             raise DataError(f"{name}: no videos")
+        if time_windows is not None and len(time_windows) != len(videos):
+            raise ValueError(f"{name}: {len(time_windows)} time windows for {len(videos)} videos")
         if num_crops > 1 and num_samples > 1:
             raise ValueError(f"{name}: num_crops = {num_crops} and num_samples = {num_samples}: "
                              "views of an item are either crops (test) or augmentations (train)")
@@ -143,6 +149,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.placeholder_shape = placeholder_shape
         self.class_names = list(class_names) if class_names is not None else None
         self.source = source
+        self.time_windows = list(time_windows) if time_windows is not None else None
 
     @property
     def views_per_video(self) -> int:
@@ -201,8 +208,9 @@ class VideoClipDataset(torch.utils.data.Dataset):
         for _ in range(attempts):
             try:
                 with open_video(self.videos[video_index].path, self.backend) as video:
-                    clip = self.sample_clip(video.num_frames, video.fps, clip_index)
-                    frames = torch.from_numpy(video.get_frames(clip.indices))
+                    first, count = self._frames_of(video_index, video.num_frames, video.fps)
+                    clip = self.sample_clip(count, video.fps, clip_index)
+                    frames = torch.from_numpy(video.get_frames(clip.indices + first))
             except VideoOpenError:
                 raise  # permanent: another attempt would fail the same way
             except DataError as e:
@@ -211,6 +219,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
             return self.transform(frames, self.views_per_item)
         assert error is not None, "num_retries must be >= 1"
         raise error
+
+    def _frames_of(self, video_index: int, video_frames: int, fps: float) -> tuple[int, int]:
+        """First frame and frame count a row's clips come from: its time window, or all frames."""
+        if self.time_windows is None:
+            return 0, video_frames
+        start, end = self.time_windows[video_index]
+        try:
+            return frame_window(start, end, video_frames, fps)
+        except ValueError as e:
+            raise DataError(f"{self.videos[video_index].path}: {e}") from e
 
     def _reasons(self, rows: list[int]) -> tuple[str, ...]:
         return tuple(self.retry.known_bad[row] for row in rows)
@@ -259,9 +277,11 @@ def build_kinetics(cfg: CfgNode, split: str, *, views: tuple[int, int] | None = 
 
 
 def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
-                 views: tuple[int, int] | None = None) -> VideoClipDataset:
+                 views: tuple[int, int] | None = None,
+                 time_windows: Sequence[tuple[float, float]] | None = None) -> VideoClipDataset:
     """The dataset of ``split``'s clips, transforms and views (as :func:`build_kinetics`) over
-    the given ``videos``: e.g. files named on a command line, for prediction."""
+    the given ``videos``: e.g. files named on a command line, for prediction; ``time_windows``
+    as in :class:`VideoClipDataset`."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: use one of {', '.join(SPLITS)}")
     if views is not None and split != "test":
@@ -295,7 +315,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
         retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test",
                           retry_transient=split == "train"),
         placeholder_shape=(data.INPUT_CHANNEL_NUM, data.NUM_FRAMES, crop, crop),
-        class_names=videos.class_names, source=videos.source)
+        class_names=videos.class_names, source=videos.source, time_windows=time_windows)
 
 
 def _train_clip(spec: ClipSpec, video_frames: int, fps: float, clip_index: int) -> ClipIndices:

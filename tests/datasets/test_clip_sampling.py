@@ -74,3 +74,19 @@ def test_bad_arguments():
         SPEC.stride(0.0)
     with pytest.raises(ValueError, match="out_of_bound 'wrap'"):
         clip_at(SPEC._replace(out_of_bound="wrap"), 60, 30.0, 0)
+
+
+def test_sliding_windows_cover_the_video_with_full_windows():
+    from stvit_video.datasets.clip_sampling import frame_window, sliding_windows
+
+    assert sliding_windows(10.0, 2.0, 2.0) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+    assert sliding_windows(6.0, 2.0, 1.0) == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
+    # the tail is covered by one more full window ending at the end
+    assert sliding_windows(7.0, 3.0, 3.0) == [(0, 3), (3, 6), (4.0, 7.0)]
+    assert sliding_windows(1.5, 4.0, 1.0) == [(0.0, 1.5)]  # shorter than the window: the whole video
+    with pytest.raises(ValueError, match="window 0 s and stride 1 s must be > 0"):
+        sliding_windows(5.0, 0.0, 1.0)
+    assert frame_window(1.0, 2.0, 60, 30.0) == (30, 30)
+    assert frame_window(1.9, 3.0, 60, 30.0) == (57, 3)  # clipped at the last frame
+    with pytest.raises(ValueError, match="starts after the video's 60 frames"):
+        frame_window(2.0, 3.0, 60, 30.0)

@@ -271,3 +271,25 @@ def test_datasets_pickle_for_spawned_workers(videos, small_cfg, write_lists):
     for split, views in (("train", 1), ("val", 1), ("test", 3)):
         clone = pickle.loads(pickle.dumps(build_dataset(cfg, split)))
         assert clone[0].frames.shape == (views, 3, 8, 56, 56)
+
+
+def test_time_windows_sample_their_clips_inside_the_window(videos, small_cfg, write_lists):
+    """A row with a time window is a video of its own: its test clips are the segment-centred
+    clips of the window's frames, offset to where the window starts."""
+    from stvit_video.datasets.kinetics import clip_dataset
+    from stvit_video.datasets.video_list import VideoList, VideoRecord
+
+    cfg = small_cfg(write_lists([(videos["lossless"], 0)]))
+    records = [VideoRecord(str(videos["lossless"]), 0)] * 3  # 60 frames at 30 fps: 2 s
+    windows = [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0)]
+    dataset = clip_dataset(cfg, "test", VideoList(records, None, "windows"), time_windows=windows)
+    dataset.transform = raw_frames
+    for row, (start, end) in enumerate(windows):
+        first = int(start * 30)
+        for clip_index in range(3):
+            expected = (segment_clip(SPEC, 30, 30.0, clip_index, 3).indices + first).tolist()
+            assert decoded_indices(dataset[row * 3 + clip_index].frames[0]) == expected
+            assert max(expected) < first + 30  # never outside its own window
+    late = clip_dataset(cfg, "test", VideoList(records[:1], None, "late"), time_windows=[(2.5, 3.0)])
+    sample = late[0]
+    assert sample.failed and "window 2.5-3 s starts after the video's 60 frames (2.00 s)" in sample.bad_reasons[0]

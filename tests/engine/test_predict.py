@@ -77,3 +77,73 @@ def test_command_line_prints_names_writes_json_and_exit_codes(colour_data, train
         assert predict_main([ckpt, str(folder), "--views", views]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+
+
+def test_long_video_timeline_features_and_workers(colour_data, trained_and_tested, tmp_path, capsys):
+    """A 6 s video of blue, red, green (2 s each): windows of 2 s every 1 s, each seen as the
+    checkpoint's views inside it; the timeline follows the colours; embeddings per window."""
+    from tests.helpers.colour_data import write_long_video
+
+    long_video = write_long_video(tmp_path / "long video.mp4", [0, 2, 1])
+    ckpt = str(trained_and_tested / "checkpoints/best.pyth")
+    out, feats, png = tmp_path / "timeline.json", tmp_path / "emb.npy", tmp_path / "timeline.png"
+    code = predict_main([ckpt, str(long_video), "--window", "2", "--stride", "1", "--json", str(out), "--features",
+                         str(feats), "--timeline", str(png), "--device", "cpu", "--workers", "1", "--batch", "4"])
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert [(r["start"], r["end"]) for r in rows] == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
+    assert all(r["views"] == 6 for r in rows)
+    # the windows that hold one colour only are that colour
+    assert [rows[i]["top"][0]["name"] for i in (0, 2, 4)] == ["blue things", "red things", "green things"]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith(f"{long_video} [1.0-3.0 s]: ")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    emb = np.load(feats)
+    index = json.loads(feats.with_suffix(".json").read_text())
+    assert emb.shape == (5, 128) and emb.dtype == np.float32 and index["shape"] == [5, 128]
+    assert [(r["start"], r["end"]) for r in index["rows"]] == [(0, 2), (1, 3), (2, 4), (3, 5), (4, 6)]
+    # the classifier is linear: applied to a window's mean embedding it gives the mean of its
+    # views' logits, whose best class is the colour of a one-colour window
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+    logits = emb @ state["head.fc.weight"].numpy().T + state["head.fc.bias"].numpy()
+    assert [CLASSES[i] for i in logits.argmax(1)[[0, 2, 4]]] == ["blue things", "red things", "green things"]
+
+
+def test_a_window_longer_than_the_video_is_the_whole_video(colour_data, trained_and_tested, caplog):
+    """One window over the whole video, named in a warning, scored exactly as without windows;
+    per-video features match the pooled features of the model."""
+    import logging
+
+    video = _test_videos(colour_data)[0][0]  # 8 frames at 10 fps: 0.8 s
+    ckpt = trained_and_tested / "checkpoints/best.pyth"
+    whole = predict_videos(ckpt, [video], topk=3, device="cpu", features=True)[0]
+    with caplog.at_level(logging.WARNING, logger="stvit_video"):
+        logging.getLogger("stvit_video").propagate = True
+        try:
+            windowed = predict_videos(ckpt, [video], topk=3, device="cpu", window=5.0)
+        finally:
+            logging.getLogger("stvit_video").propagate = False
+    assert len(windowed) == 1 and (windowed[0].start, windowed[0].end) == (0.0, 0.8)
+    assert "0.80 s long, shorter than the 5 s window: one window over the whole video" in caplog.text
+    assert [c.class_id for c in windowed[0].top] == [c.class_id for c in whole.top]
+    np.testing.assert_allclose([c.score for c in windowed[0].top], [c.score for c in whole.top], rtol=1e-6)
+    assert whole.embedding.shape == (128,) and windowed[0].embedding is None
+
+
+def test_window_options_and_an_unreadable_video_among_good_ones(colour_data, trained_and_tested, tmp_path, capsys):
+    ckpt = str(trained_and_tested / "checkpoints/best.pyth")
+    good = str(_test_videos(colour_data)[0][0])
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert predict_main([ckpt, good, str(bad), "--window", "0.4", "--device", "cpu"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{good} [0.0-0.4 s]: ") and lines[1].startswith(f"{good} [0.4-0.8 s]: ")
+    assert lines[2].startswith(f"{bad}: could not be decoded: ")
+    for args, message in ((["--stride", "1"], "--stride needs --window"), (["--window", "0"], "window 0 s: must be > 0"),
+                          (["--timeline", str(tmp_path / "t.png")], "--timeline draws the windows of --window"),
+                          (["--features", str(tmp_path / "f.txt")], "name a .npy file")):
+        assert predict_main([ckpt, good, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err, err

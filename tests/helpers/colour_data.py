@@ -14,7 +14,16 @@ CLASSES = ("blue things", "green things", "red things")  # alphabetical, as data
 SPLITS = {"train": 8, "val": 4, "test": 4}  # videos per class
 
 
-def _write(path: Path, colour: int, seed: int) -> None:
+# class id -> the RGB channel of its background (ids follow the sorted names)
+CHANNEL = {0: 2, 1: 1, 2: 0}
+
+
+def _write(path: Path, colour: int, seed: int, frames: int = 8) -> None:
+    _write_segments(path, [(colour, frames)], seed)
+
+
+def _write_segments(path: Path, segments: list[tuple[int, int]], seed: int) -> None:
+    """``(channel, frames)`` segments one after the other, at 10 fps."""
     import av
 
     rng = np.random.default_rng(seed)
@@ -23,13 +32,22 @@ def _write(path: Path, colour: int, seed: int) -> None:
         stream.width = stream.height = 40
         stream.pix_fmt = "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "20", "g": "4", "threads": "1"}
-        for t in range(8):
-            frame = rng.integers(0, 60, size=(40, 40, 3), dtype=np.uint8)
-            frame[..., colour] += 150
-            x = (4 * t + int(rng.integers(0, 8))) % 28
-            frame[14:26, x:x + 12] = 128
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        t = 0
+        for colour, frames in segments:
+            for _ in range(frames):
+                frame = rng.integers(0, 60, size=(40, 40, 3), dtype=np.uint8)
+                frame[..., colour] += 150
+                x = (4 * t + int(rng.integers(0, 8))) % 28
+                frame[14:26, x:x + 12] = 128
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+                t += 1
         container.mux(stream.encode())
+
+
+def write_long_video(path: Path, labels: list[int], seconds_each: int = 2, seed: int = 999) -> Path:
+    """One video of the classes ``labels`` in turn, ``seconds_each`` seconds (10 fps) each."""
+    _write_segments(path, [(CHANNEL[label], 10 * seconds_each) for label in labels], seed)
+    return path
 
 
 def write_colour_data(root: Path) -> Path:
@@ -43,7 +61,7 @@ def write_colour_data(root: Path) -> Path:
             for i in range(per_class):
                 name = f"videos/{split}_{label}_{i}.mp4"
                 # colour order R, G, B in the frame; class ids follow the sorted names
-                _write(root / name, colour={0: 2, 1: 1, 2: 0}[label], seed=seed)
+                _write(root / name, colour=CHANNEL[label], seed=seed)
                 seed += 1
                 lines.append(f"{name} {label}")
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
