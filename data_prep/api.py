@@ -7,6 +7,9 @@
     summary.lists.check_usable()          # NoUsableVideoError when every list is empty
     print(summary.table, summary.counts["val"]["in_list"])
 
+    mine = api.prepare_folder("my/data", src="my/videos", val=0.2, short_side=256)   # a folder per class
+    print(mine.text)                      # the table, duplicates, unreadable videos, small classes
+
 Each function does the work and writes the files of its command; it prints nothing (the
 command line in :mod:`data_prep.cli` prints what they return). Bad input raises one of
 :data:`INPUT_ERRORS` naming the file or the option: :class:`DataError` for annotations, videos
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 from data_prep.annotations import SPLITS
+from data_prep.folder import (DEFAULT_MIN_PER_CLASS, DEFAULT_VAL, Collection, collect_videos, format_folder_summary,
+                              small_classes, unreadable_videos)
 from data_prep.index import IndexResult, build_index
 from data_prep.lists import ListsReport, build_lists, write_lists
 from data_prep.manifest import default_manifest_path, read_manifest, write_manifest
@@ -35,9 +40,9 @@ from stvit_video.utils.atomic import atomic_write_text
 from stvit_video.utils.errors import DataError
 from stvit_video.utils.video_formats import DECODER_BACKENDS
 
-__all__ = ["DEFAULT_BACKEND", "INPUT_ERRORS", "SUMMARY_FILE", "IndexSummary", "ListsSummary", "NoUsableVideoError",
-           "PrepareSummary", "ResizeSummary", "StepSummary", "VerifySummary", "generate", "index", "lists",
-           "prepare_all", "resize", "verify"]
+__all__ = ["DEFAULT_BACKEND", "INPUT_ERRORS", "SUMMARY_FILE", "CollectSummary", "FolderSummary", "IndexSummary",
+           "ListsSummary", "NoUsableVideoError", "PrepareSummary", "ResizeSummary", "StepSummary", "VerifySummary",
+           "generate", "index", "lists", "prepare_all", "prepare_folder", "resize", "verify"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -98,7 +103,14 @@ class ListsSummary(NamedTuple):
             raise NoUsableVideoError("no usable video: every list is empty")
 
 
-StepSummary = Union[IndexSummary, ResizeSummary, VerifySummary, ListsSummary]
+class CollectSummary(NamedTuple):
+    """What ``folder`` found in the user's videos (kept, duplicates, skipped, splits) and the manifest it wrote."""
+
+    collection: Collection
+    manifest: Path
+
+
+StepSummary = Union[IndexSummary, CollectSummary, ResizeSummary, VerifySummary, ListsSummary]
 
 
 class PrepareSummary(NamedTuple):
@@ -255,3 +267,109 @@ def prepare_all(annotations: Sequence[PathLike], raw: PathLike, out: PathLike, *
     listed = lists(out, manifest=indexed.manifest)
     notify(listed)
     return PrepareSummary(Path(out), indexed, resized, verified, listed)
+
+
+class FolderSummary(NamedTuple):
+    """Everything ``folder`` did: the steps of ``all`` after its own collection step, plus what
+    the user should look at in their videos.
+
+    Attributes:
+        unreadable: {source video: reason} of the videos left out because the probe, resize
+            or verify failed.
+        small: {class: {split: videos in the list}} of the classes with fewer than
+            ``min_per_class`` videos in the lists.
+    """
+
+    out: Path
+    collect: CollectSummary
+    resize: ResizeSummary
+    verify: VerifySummary
+    lists: ListsSummary
+    unreadable: dict[str, str]
+    small: dict[str, dict[str, int]]
+    min_per_class: int
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        """split -> the table's counts, as :attr:`PrepareSummary.counts`."""
+        return {split: dict(self.lists.report.counts[split]) for split in SPLITS}
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in id order (sorted), as in ``classnames.txt``."""
+        return self.lists.report.class_names
+
+    @property
+    def duplicates(self) -> list[tuple[str, str]]:
+        """(left out, same content as) names of the duplicate videos."""
+        return [(d.dropped.name, d.kept.name) for d in self.collect.collection.duplicates]
+
+    @property
+    def usable(self) -> int:
+        """Lines in all lists; 0 means nothing to train on."""
+        return self.lists.usable
+
+    @property
+    def text(self) -> str:
+        """The whole summary, as saved in ``out/summary.txt``."""
+        return self.format()
+
+    def format(self, limit: Optional[int] = None) -> str:
+        """The summary with at most ``limit`` entries per list (None: all; the command line prints 10)."""
+        return format_folder_summary(self.lists.table, self.collect.collection, self.unreadable, self.small,
+                                     self.min_per_class, limit=limit, out_name=str(self.out / SUMMARY_FILE))
+
+
+def prepare_folder(out: PathLike, *, src: Optional[PathLike] = None, csv: Optional[PathLike] = None,
+                   val: float = DEFAULT_VAL, seed: int = 0, min_per_class: int = DEFAULT_MIN_PER_CLASS,
+                   skip_empty: bool = False, short_side: int = DEFAULT_SHORT_SIDE, fps: Optional[float] = None,
+                   gop: int = DEFAULT_GOP, crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, mbtree: bool = False,
+                   backend: str = DEFAULT_BACKEND, manifest: Optional[PathLike] = None, workers: Optional[int] = None,
+                   progress: bool = True, on_step: Optional[Callable[[StepSummary], None]] = None) -> FolderSummary:
+    """The user's own videos -> ``out`` prepared exactly as Kinetics (``folder``; :mod:`data_prep.folder`).
+
+    Collects the videos of ``src`` (a folder per class, or split folders of them) or ``csv``
+    (``path,label[,split]`` rows), drops duplicates, draws a stratified val split unless one is
+    given, writes the manifest, then runs :func:`resize`, :func:`verify` and :func:`lists` on
+    it, and writes the whole summary to ``out/summary.txt``. A re-run skips finished outputs.
+
+    Args:
+        src, csv: the source; exactly one.
+        val, seed: fraction of each class drawn for val (in (0, 1)) when no val split is given,
+            and the seed of the draw (also the seed of verify's random frame).
+        min_per_class: classes with fewer usable videos are named in the summary.
+        skip_empty: an empty class folder is a warning instead of an error.
+        short_side, fps, gop, crf, preset, mbtree, backend: as :func:`prepare_all`.
+        on_step: called with each step's summary when it is done (:class:`CollectSummary` first).
+
+    Returns:
+        The summary, also when every list is empty (check ``usable``).
+
+    Raises:
+        ValueError: both or neither source, ``val`` outside (0, 1), ``out`` inside ``src``, a
+            bad encoding option or backend; all before any work.
+        DataError: a missing source, no class folders, an empty class folder, a CSV line that
+            does not parse or names a missing file (file:line).
+    """
+    _check_backend(backend)  # now, not after the resize
+    options = ResizeOptions(short_side=short_side, fps=fps, gop=gop, crf=crf, preset=preset, mbtree=mbtree)
+    if min_per_class < 0:
+        raise ValueError(f"--min-per-class {min_per_class}: must be >= 0")
+    notify = on_step if on_step is not None else (lambda step: None)
+    out = Path(out)
+    collection = collect_videos(src=src, csv=csv, out=out, val=val, seed=seed, skip_empty=skip_empty,
+                                workers=_workers(workers), progress=progress)
+    collected = CollectSummary(collection, write_manifest(_manifest(out, manifest), collection.rows))
+    notify(collected)
+    # from here on exactly the Kinetics steps, on the manifest just written
+    resized = resize(out, options=options, manifest=collected.manifest, workers=workers, progress=progress)
+    notify(resized)
+    verified = verify(out, backend=backend, seed=seed, manifest=collected.manifest, workers=workers, progress=progress)
+    notify(verified)
+    listed = lists(out, manifest=collected.manifest)
+    notify(listed)
+    summary = FolderSummary(out, collected, resized, verified, listed,
+                            unreadable_videos(collection, resized.report, verified.report),
+                            small_classes(listed.report, min_per_class), min_per_class)
+    atomic_write_text(out / SUMMARY_FILE, summary.text + "\n")  # replaces the table alone that lists wrote
+    return summary

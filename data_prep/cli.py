@@ -5,9 +5,10 @@
     python -m data_prep verify --out OUT [--backend decord]
     python -m data_prep lists  --out OUT
     python -m data_prep all    --annotations CSV_OR_DIR [...] --raw RAW --out OUT [options of the above]
+    python -m data_prep folder (--src DIR | --csv LIST.csv) --out OUT [--val 0.2] [--seed 0] [--skip-empty]
     python -m data_prep synthetic --out DIR [--seed S] [--per-class N] [--size WxH] [--frames F] [--fps R]
 
-Exit status: 0 done; 1 (``lists``, ``all``) no usable video came out; 2 an error in the input
+Exit status: 0 done; 1 (``lists``, ``all``, ``folder``) no usable video came out; 2 an error in the input
 (one ``error: ...`` line naming the file or option).
 
 Each command parses its options, calls its function in :mod:`data_prep.api` and prints what
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from data_prep import api
+from data_prep.folder import DEFAULT_MIN_PER_CLASS, DEFAULT_VAL
 from data_prep.index import missing_by_split
 from data_prep.layouts import LAYOUTS
 from data_prep.parallel import available_cpus
@@ -37,6 +39,7 @@ _EPILOG = """\
 typical run (Kinetics-400, CVDF download):
   python -m data_prep all --annotations k400/annotations --raw k400 --out data/k400 --workers 16
 then train:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR data/k400
+own videos:  python -m data_prep folder --src my_videos --out data/mine   (my_videos/<class name>/...)
 cluster:     python -m data_prep index ...; then N jobs of  python -m data_prep resize --out OUT
              --shard $SLURM_ARRAY_TASK_ID/N; then  python -m data_prep verify --out OUT; ... lists --out OUT
 """
@@ -81,6 +84,32 @@ def _add_verify(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random frame checked per video")
 
 
+def _add_folder(commands: "argparse._SubParsersAction") -> None:
+    folder = commands.add_parser("folder", help="your own videos (a folder per class, or a path,label CSV), "
+                                                "prepared like Kinetics")
+    # both optional here: "exactly one" is checked by api.prepare_folder, so the error is one line
+    folder.add_argument("--src", type=Path, default=None,
+                        help="folder with a sub-folder per class (videos searched recursively), or with "
+                             "train/ and val/ (and test/) folders of class folders, used as given")
+    folder.add_argument("--csv", type=Path, default=None,
+                        help="list of path,label[,split] rows (header optional; relative paths are relative "
+                             "to the list's folder)")
+    folder.add_argument("--val", type=float, default=DEFAULT_VAL,
+                        help="fraction of each class drawn for val when no val split is given (default 0.2)")
+    folder.add_argument("--seed", type=int, default=0,
+                        help="seed of the val draw (and of verify's random frame; default 0)")
+    folder.add_argument("--min-per-class", type=int, default=DEFAULT_MIN_PER_CLASS,
+                        help="name the classes with fewer usable videos in the summary (default 5)")
+    folder.add_argument("--skip-empty", action="store_true",
+                        help="an empty class folder is a warning, not an error")
+    _add_common(folder)
+    _add_resize(folder)
+    folder.add_argument("--backend", default=api.DEFAULT_BACKEND, choices=DECODER_BACKENDS,
+                        help="decoder used by training (DATA.DECODING_BACKEND; default decord)")
+    folder.add_argument("--no-next-step", action="store_true",
+                        help="do not print the suggested training command (for callers that train next)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=(
         "Prepare Kinetics: official annotation CSVs + raw videos -> resized, verified videos and "
@@ -106,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (lists, everything):
         command.add_argument("--no-next-step", action="store_true",
                              help="do not print the suggested training command (for callers that train next)")
+    _add_folder(commands)
     synthetic = commands.add_parser("synthetic", help="write the built-in mini-Kinetics (motion classes)")
     synthetic.add_argument("--out", required=True, type=Path, help="folder to write annotations/ and raw/ to")
     synthetic.add_argument("--seed", type=int, default=0)
@@ -139,6 +169,19 @@ def _print_index(step: api.IndexSummary) -> None:
         print(f"warning: {warning}")
 
 
+def _print_collect(step: api.CollectSummary) -> None:
+    found = step.collection
+    bad = sum(row.status == "bad" for row in found.rows)
+    classes = len({row.label for row in found.rows})
+    print(f"folder: {len(found.rows)} videos of {classes} classes ({found.kind}, {found.source}); "
+          f"{len(found.duplicates)} duplicates left out, {bad} unreadable, {len(found.skipped)} files skipped "
+          f"-> {step.manifest}")
+    splits = ", ".join(f"{split} {count}" for split, count in found.split_counts.items())
+    print(f"folder: {splits} (splits: {found.split_rule})")
+    for warning in found.warnings:
+        print(f"warning: {warning}")
+
+
 def _print_resize(step: api.ResizeSummary) -> None:
     report, (index, count) = step.report, step.report.shard
     encoded = report.count("encoded")
@@ -161,8 +204,8 @@ def _print_lists(step: api.ListsSummary) -> None:
     print(f"lists: {', '.join(p.name for p in step.written)} in {step.out}")
 
 
-_STEP_PRINTERS = {api.IndexSummary: _print_index, api.ResizeSummary: _print_resize, api.VerifySummary: _print_verify,
-                  api.ListsSummary: _print_lists}
+_STEP_PRINTERS = {api.IndexSummary: _print_index, api.CollectSummary: _print_collect, api.ResizeSummary: _print_resize,
+                  api.VerifySummary: _print_verify, api.ListsSummary: _print_lists}
 
 
 def _print_step(step: api.StepSummary) -> None:
@@ -216,6 +259,32 @@ def cmd_all(args: argparse.Namespace) -> int:
     return _finish_lists(summary.lists, args)
 
 
+# Entries per list (duplicates, unreadable, ...) printed by ``folder``; summary.txt has them all.
+_PRINTED_ENTRIES = 10
+
+
+def _print_folder_step(step: api.StepSummary) -> None:
+    if not isinstance(step, api.ListsSummary):  # the table comes with the whole summary, at the end
+        _print_step(step)
+
+
+def cmd_folder(args: argparse.Namespace) -> int:
+    summary = api.prepare_folder(args.out, src=args.src, csv=args.csv, val=args.val, seed=args.seed,
+                                 min_per_class=args.min_per_class, skip_empty=args.skip_empty,
+                                 short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf,
+                                 preset=args.preset, mbtree=args.mbtree, backend=args.backend, manifest=args.manifest,
+                                 workers=args.workers, progress=_progress(args), on_step=_print_folder_step)
+    print(summary.format(limit=_PRINTED_ENTRIES))
+    print(f"lists: {', '.join(p.name for p in summary.lists.written)} and {api.SUMMARY_FILE} in {summary.out}")
+    summary.lists.check_usable()
+    if not args.no_next_step:
+        print(f"train with:  python tools/run_net.py --cfg kinetics400 DATA.PATH_TO_DATA_DIR {args.out} "
+              f"MODEL.NUM_CLASSES {len(summary.class_names)}")
+        print("  fine-tune from Kinetics weights: add TRAIN.CHECKPOINT_FILE_PATH <file.pth> TRAIN.CHECKPOINT_TYPE "
+              "video_swin TRAIN.CHECKPOINT_REINIT_HEAD True")
+    return 0
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -242,7 +311,7 @@ def cmd_synthetic(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"index": cmd_index, "resize": cmd_resize, "verify": cmd_verify, "lists": cmd_lists, "all": cmd_all,
-            "synthetic": cmd_synthetic}
+            "folder": cmd_folder, "synthetic": cmd_synthetic}
 
 
 def run(args: argparse.Namespace) -> int:

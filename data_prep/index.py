@@ -14,7 +14,7 @@ from data_prep.parallel import run_parallel
 from data_prep.probe import Probe, probe_video
 from stvit_video.utils.errors import DataError
 
-__all__ = ["IndexResult", "build_index", "missing_by_split"]
+__all__ = ["IndexResult", "build_index", "manifest_row", "missing_by_split", "probe_crashed", "probe_raw"]
 
 # How many ids a warning names.
 _EXAMPLES = 3
@@ -40,15 +40,19 @@ class IndexResult(NamedTuple):
     warnings: list[str]
 
 
-def _probe(path: str) -> Probe:
+def probe_raw(path: str) -> Probe:
+    """Probe a raw file as ``index`` does: header and first frame (``folder`` probes its videos alike)."""
     return probe_video(path, decode_first=True)
 
 
-def _probe_crashed(path: str) -> Probe:
+def probe_crashed(path: str) -> Probe:
+    """The probe of a file whose worker process died reading it (``on_crash`` of :func:`run_parallel`)."""
     return Probe(False, "the worker process crashed reading this file (FFmpeg)")
 
 
-def _row(annotation: Annotation, path: Path | None, probe: Probe | None, trim: bool) -> ManifestRow:
+def manifest_row(annotation: Annotation, path: Path | None, probe: Probe | None, trim: bool) -> ManifestRow:
+    """The manifest row of ``annotation``: status missing (no ``path``), bad (the probe failed,
+    or a trimmed clip starts after the end of the file) or ok, with the probed numbers."""
     common = dict(label=annotation.label, split=annotation.split, youtube_id=annotation.youtube_id,
                   time_start=annotation.time_start, time_end=annotation.time_end, trim=trim,
                   source=annotation.source)
@@ -130,10 +134,10 @@ def build_index(annotation_paths: Sequence[str | os.PathLike], raw_root: str | o
             f"{files[0].name if files else 'none'}; row {example.source} expects e.g. "
             f"{_expected_name(example, layout)}); check --raw and --layout")
     found = sorted({str(p) for p in paths if p is not None})
-    probes = dict(zip(found, run_parallel(_probe, found, workers=workers, desc="probe", progress=progress,
-                                                on_crash=_probe_crashed)))
+    probes = dict(zip(found, run_parallel(probe_raw, found, workers=workers, desc="probe", progress=progress,
+                                          on_crash=probe_crashed)))
     trim = layout == "untrimmed"
-    rows = [_row(a, p, probes.get(str(p)) if p else None, trim) for a, p in zip(annotations, paths)]
+    rows = [manifest_row(a, p, probes.get(str(p)) if p else None, trim) for a, p in zip(annotations, paths)]
     warnings = _layout_warnings(rows, layout) + _split_overlap_warnings(annotations)
     if dropped:
         warnings.append(f"{len(dropped)} repeated annotation rows ignored (e.g. {dropped[0].source})")

@@ -34,7 +34,7 @@ def format_summary(report: ListsReport) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"{len(report.class_names)} classes"]
     if report.test_from_val:
-        notes.append("the annotations have no test labels: test.csv = the val videos (SlowFast convention)")
+        notes.append("no labelled test videos: test.csv = the val videos (SlowFast convention)")
     bad = sum(report.counts[s]["bad"] for s in SPLITS)
     if bad:
         notes.append(f"{bad} resized videos failed verification (bad_videos.txt) and are counted as failed")
