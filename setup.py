@@ -42,8 +42,10 @@ setup(
         "matplotlib",
         "numpy",
     ],
-    # the suite builds a wheel without build isolation: setuptools >= 70.1 has bdist_wheel built in
-    extras_require={"test": ["pytest>=7", "setuptools>=70.1"]},
+    # the suite builds a wheel without build isolation: setuptools >= 70.1 has bdist_wheel built in;
+    # onnx: tools/export.py --format onnx (onnxscript holds torch.onnx's translations), also tested
+    extras_require={"test": ["pytest>=7", "setuptools>=70.1", "onnx", "onnxruntime", "onnxscript"],
+                    "onnx": ["onnx", "onnxruntime", "onnxscript"]},
     entry_points={"console_scripts": ["stvit-run=stvit_video.cli:main", "stvit-prep=data_prep.cli:main",
                                      "stvit-predict=stvit_video.predict_cli:main",
                                      "stvit-export=stvit_video.export_cli:main"]},

@@ -1,10 +1,15 @@
 """Command line of ``tools/export.py`` and ``stvit-export``.
 
-    export.py CHECKPOINT --out model.pt2
+    export.py CHECKPOINT --out model.pt2                          # torch.export program
+    export.py CHECKPOINT --out model.onnx [--opset 20]            # ONNX (format from the suffix)
+    export.py CHECKPOINT --out model.bin --format onnx            # any name, format given
 
-Writes a ``torch.export`` program (uint8 frames -> logits, any batch size) and a JSON card
-next to it; see :mod:`stvit_video.engine.export`. Exit codes: 0 done, 2 unusable checkpoint,
-1 when the exported program does not match the eager model.
+Writes a program (uint8 frames -> logits, any batch size) and a JSON card next to it; see
+:mod:`stvit_video.engine.export`. ``--format`` defaults to the one ``--out``'s suffix names
+(``.onnx``), else ``pt2``; a ``--format`` that contradicts the suffix is an error. Exit codes:
+0 done, 2 unusable checkpoint, contradicting options or onnx packages missing, 1 when the
+exported program does not match the eager model or cannot be exported (the message names the
+operator ONNX lacks).
 """
 from __future__ import annotations
 
@@ -13,27 +18,39 @@ import sys
 from typing import Any, Callable, Optional, Sequence
 
 from stvit_video.utils.cli_errors import BAD_INPUT, FAILED, run_command
-from stvit_video.utils.errors import CheckpointError
+from stvit_video.utils.errors import CheckpointError, ConfigError
 
-# An unusable checkpoint: exit 2; any other RuntimeError (the program does not match the eager
-# model, torch.export failed): exit 1. CheckpointError is a RuntimeError, hence first.
-ERROR_CODES = ((CheckpointError, BAD_INPUT), (RuntimeError, FAILED))
+# Exit 2 for what the user fixes: an unusable checkpoint, contradicting options (ConfigError),
+# the onnx packages missing (export_onnx.OnnxUnavailableError, a ModuleNotFoundError whose
+# message gives the pip command); any other RuntimeError (the program does not match the eager
+# model, an operator cannot be exported): exit 1. CheckpointError is a RuntimeError, hence first.
+ERROR_CODES = ((CheckpointError, BAD_INPUT), (ConfigError, BAD_INPUT), (ModuleNotFoundError, BAD_INPUT),
+               (RuntimeError, FAILED))
+FORMAT_CHOICES = ("pt2", "onnx")  # stvit_video.engine.export.FORMATS, without importing torch for --help
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="export.py", description="Export a stvit_video checkpoint as a torch.export "
-                                "program (.pt2) with a JSON card (classes, transform, provenance).")
+                                "program (.pt2) or an ONNX model (.onnx) with a JSON card (classes, transform, "
+                                "provenance), checked against the eager model.")
     p.add_argument("checkpoint", help="best.pyth / last.pyth / checkpoint_epoch_*.pyth of a training run")
-    p.add_argument("--out", required=True, help="program file to write, e.g. model.pt2 (the card: model.json)")
+    p.add_argument("--out", required=True, help="program file to write, e.g. model.pt2 or model.onnx "
+                                                "(the card: model.json)")
+    p.add_argument("--format", choices=FORMAT_CHOICES, default=None,
+                   help="pt2 (torch.export) or onnx; default: the one --out's suffix names, else pt2")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (onnx format only; default 20, at least 18)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest |program - eager| accepted")
     return p
 
 
 def _export(export_checkpoint: Callable[..., Any], args: argparse.Namespace) -> int:
     """Export with ``export_checkpoint`` and print what was written."""
-    report = export_checkpoint(args.checkpoint, args.out, tolerance=args.tolerance)
-    print(f"{report.program} ({report.card.name}): input (B, {', '.join(map(str, report.input_shape[1:]))}) "
-          f"uint8, max |program - eager| = {report.max_abs_diff:.2g}")
+    report = export_checkpoint(args.checkpoint, args.out, fmt=args.format, opset=args.opset,
+                               tolerance=args.tolerance)
+    runner = "program" if report.fmt == "pt2" else "onnxruntime"
+    kind = "torch.export" if report.fmt == "pt2" else f"onnx opset {report.opset}"
+    print(f"{report.program} ({report.card.name}): {kind}, input (B, {', '.join(map(str, report.input_shape[1:]))}) "
+          f"uint8, max |{runner} - eager| = {report.max_abs_diff:.2g}")
     return 0
 
 

@@ -26,6 +26,30 @@ def test_benchmark_writes_one_row_per_model_with_ratios_to_the_first(tmp_path, c
     assert "stvit_r_swin3d_tiny_perframe" in capsys.readouterr().out
 
 
+def test_onnx_benchmark_times_onnx_runtime_against_eager_on_the_exported_stvit(tmp_path, capsys):
+    # a real STViT-R model through the ONNX export (window attention, adaptive max pooling)
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "onnx.json"
+    assert cli.main(["--what", "onnx", "--models", "stvit_r_swin3d_demo_perframe", "--frames", "4", "--crop", "32",
+                     "--iters", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["config"], r["runtime"]) for r in rows] == [("stvit_r_swin3d_demo_perframe", "eager"),
+                                                          ("stvit_r_swin3d_demo_perframe", "onnxruntime")]
+    assert rows[0]["speedup"] == 1.0 and rows[1]["speedup"] == pytest.approx(
+        rows[1]["clips_per_s"] / rows[0]["clips_per_s"])
+    for r in rows:
+        assert r["what"] == "onnx" and r["clips_per_s"] > 0 and r["input"] == [3, 4, 32, 32] and r["opset"] == 20
+        assert r["max_abs_diff"] < 1e-4 and r["export_s"] > 0 and r["threads"] == 1
+    assert "onnxruntime" in capsys.readouterr().out
+
+
+def test_onnx_benchmark_refuses_what_it_cannot_compare():
+    for extra in (["--dtype", "bf16"], ["--device", "cuda"], ["--compile"]):
+        with pytest.raises(SystemExit):
+            cli.parse_args(["--what", "onnx", *extra])
+    assert cli.parse_args(["--what", "onnx"]).models == ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe"]
+
+
 def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, capsys):
     from stvit_video.bench.loader import write_benchmark_videos
 

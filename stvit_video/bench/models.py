@@ -23,7 +23,7 @@ import argparse
 import statistics
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -31,7 +31,8 @@ from stvit_video.engine.train_loop import StepFunction, autocast_or_fp32
 from stvit_video.models import create_model, get_variant
 from stvit_video.utils.cpu_malloc import cpu_malloc_mode, keep_freed_cpu_memory
 
-__all__ = ["ATTENTION_KERNELS", "DEFAULT_MODELS", "DTYPES", "attention_kernels", "format_table", "run"]
+__all__ = ["ATTENTION_KERNELS", "DEFAULT_MODELS", "DTYPES", "attention_kernels", "format_table", "run",
+           "time_round_robin"]
 
 DEFAULT_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "stvit_r_swin3d_tiny_spatiotemporal",
                   "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal"]
@@ -172,6 +173,18 @@ def attention_kernels(runner: "_Runner") -> dict[str, int]:
     return counts
 
 
+def time_round_robin(timers: Sequence[Any], *, warmup: int, iters: int) -> None:
+    """``warmup`` untimed, then ``iters`` timed iterations of every timer in turn (each has
+    ``step()`` and ``timed_step()``), so what slows the machine slows every model alike and the
+    ratios are measured side by side."""
+    for _ in range(warmup):
+        for t in timers:
+            t.step()
+    for _ in range(iters):
+        for t in timers:
+            t.timed_step()
+
+
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Benchmark ``args.models``; returns one row per model (see the module docstring)."""
     torch.set_num_threads(args.threads)
@@ -179,12 +192,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if device.type == "cpu" and args.cpu_malloc == "reuse":
         keep_freed_cpu_memory()
     runners = [_Runner(name, args, device) for name in args.models]
-    for _ in range(args.warmup):
-        for r in runners:
-            r.step()
-    for _ in range(args.iters):
-        for r in runners:
-            r.timed_step()
+    time_round_robin(runners, warmup=args.warmup, iters=args.iters)
     rows = []
     base = runners[0]
     base_speed = args.batch / statistics.median(base.times)
