@@ -2,7 +2,7 @@
 
 One panel per video: for each of its most frequent top classes, the class's score in every
 time window (a point at the window's centre; a gap where the class is not among that window's
-top classes), and a band under the curves coloured by each window's top-1 class. Drawn like
+top classes), and a band under the curves coloured by each window's top-1 class around its centre. Drawn like
 :mod:`stvit_video.report.figures` (explicit Agg canvas, no pyplot), returned as PNG bytes.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def timeline_png(windows: Sequence[TimelineWindow], *, max_classes: int = MAX_TI
     videos = list(dict.fromkeys(w.video for w in windows))[:max_videos]
     if not videos:
         raise ValueError("timeline: no windows to draw")
-    fig = _new_figure(9.0, 0.6 + 2.6 * len(videos))
+    fig = _new_figure(10.5, 0.6 + 2.6 * len(videos))
     colours = [f"C{i}" for i in range(10)]
     for row, video in enumerate(videos):
         ax = fig.add_subplot(len(videos), 1, row + 1)
@@ -58,16 +58,19 @@ def timeline_png(windows: Sequence[TimelineWindow], *, max_classes: int = MAX_TI
         for index, name in enumerate(classes):
             scores = np.array([dict(w.top).get(name, np.nan) for w in own], dtype=np.float64)
             ax.plot(centres, 100 * scores, marker="o", markersize=3, color=colours[index % 10], label=_short(name))
-        for w in own:  # the band: each window's winner, drawn over its own span
+        # the band: each window's winner, from halfway to the previous window's centre to halfway
+        # to the next one's (overlapping windows would otherwise paint over each other)
+        edges = np.concatenate([[own[0].start], (centres[1:] + centres[:-1]) / 2, [own[-1].end]])
+        for w, left, right in zip(own, edges[:-1], edges[1:]):
             if w.top and w.top[0][0] in classes:
-                ax.axvspan(w.start, w.end, ymin=0.0, ymax=0.05, color=colours[classes.index(w.top[0][0]) % 10],
-                           alpha=0.35, linewidth=0)
+                ax.axvspan(left, right, ymin=0.0, ymax=0.05, color=colours[classes.index(w.top[0][0]) % 10],
+                           alpha=0.6, linewidth=0)
         ax.set_xlim(min(w.start for w in own), max(w.end for w in own))
         ax.set_ylim(-6, 105)
         ax.set_ylabel("score (%)")
         ax.set_title(_short(video.rsplit("/", 1)[-1]) if len(video) > 24 else video, fontsize=9)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper right", fontsize=7, ncol=min(3, max(len(classes), 1)))
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)  # beside: never over a point
     ax.set_xlabel("time (s): window centres; band = the top-1 class of each window")
     fig.tight_layout()
     return _png(fig)
