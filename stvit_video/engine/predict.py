@@ -220,6 +220,9 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
         keep_freed_cpu_memory()
     model.to(dev)
     num_classes = cfg.MODEL.NUM_CLASSES
+    if loaded.class_names is None:
+        logger.warning("predict: %s holds no class names (its training list had no classnames.txt): classes are "
+                       "named by their ids 0..%d", checkpoint, num_classes - 1)
     names = full_class_names(loaded.class_names, num_classes)
     scored: list[VideoPrediction] = []
     if items:

@@ -147,3 +147,23 @@ def test_window_options_and_an_unreadable_video_among_good_ones(colour_data, tra
         assert predict_main([ckpt, good, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err, err
+
+
+def test_a_checkpoint_without_class_names_names_classes_by_id(colour_data, trained_and_tested, tmp_path, caplog):
+    import logging
+
+    import torch
+
+    state = torch.load(trained_and_tested / "checkpoints/best.pyth", map_location="cpu", weights_only=False)
+    state["class_names"] = None
+    nameless = tmp_path / "nameless.pyth"
+    torch.save(state, nameless)
+    logging.getLogger("stvit_video").propagate = True
+    try:
+        with caplog.at_level(logging.WARNING, logger="stvit_video"):
+            result = predict_videos(nameless, _test_videos(colour_data)[0][:1], topk=3, clips=1, crops=1, device="cpu")[0]
+    finally:
+        logging.getLogger("stvit_video").propagate = False
+    assert sorted(c.name for c in result.top) == ["0", "1", "2"]
+    assert [c.name for c in result.top] == [str(c.class_id) for c in result.top]
+    assert "holds no class names" in caplog.text and "named by their ids 0..2" in caplog.text
