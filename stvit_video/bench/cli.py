@@ -8,6 +8,7 @@
     python tools/benchmark.py --models swin3d_small stvit_r_swin3d_small_perframe --iters 5
     python tools/benchmark.py --what train --device cuda --dtype bf16 --profile-attention   # which SDPA kernels
     python tools/benchmark.py --what loader --workers 0 1 2 --batch 8 --feed 40
+    python tools/benchmark.py --what list-memory --rows 650000 --workers 2          # loader workers' memory
 
 Models: :mod:`stvit_video.bench.models`; ONNX Runtime: :mod:`stvit_video.bench.onnx_runtime`; the
 loader: :mod:`stvit_video.bench.loader`.
@@ -31,7 +32,7 @@ __all__ = ["main", "parse_args"]
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="benchmark.py")
-    p.add_argument("--what", choices=("inference", "train", "onnx", "loader"), default="inference",
+    p.add_argument("--what", choices=("inference", "train", "onnx", "loader", "list-memory"), default="inference",
                    help="onnx: ONNX Runtime against eager PyTorch, inference on the CPU")
     p.add_argument("--models", nargs="+", default=None, choices=list_variants(), metavar="VARIANT",
                    help="registry variants (run_net.py --list-models); the first is the baseline; default: "
@@ -70,6 +71,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     loader.add_argument("--feed", type=float, default=None,
                         help="clips/s of a training step: print the workers each backend needs for it")
     loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
+    loader.add_argument("--rows", type=int, default=650_000,
+                        help="--what list-memory: rows of the generated list (Kinetics-700: about 650k)")
     args = p.parse_args(argv)
     if args.what == "onnx":
         # ONNX Runtime's CPU execution provider, fp32, the model as exported: nothing else to compare
@@ -91,6 +94,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         rows = run_loader(args)
         print(format_loader_table(rows, args))
+    elif args.what == "list-memory":
+        from stvit_video.bench.list_memory import STORAGES, format_list_memory_table, worker_growth
+
+        rows = [worker_growth(args.rows, storage, workers=max(max(args.workers), 1)) for storage in STORAGES]
+        print(format_list_memory_table(rows))
     elif args.what == "onnx":
         from stvit_video.bench.onnx_runtime import format_onnx_table, run_onnx
 

@@ -47,6 +47,7 @@ from fvcore.common.config import CfgNode
 from stvit_video.datasets.clip_sampling import (ClipIndices, ClipSpec, centre_clip, frame_window, random_clip,
                                                 segment_clip)
 from stvit_video.datasets.decoder import VideoOpenError, open_video
+from stvit_video.datasets.record_store import as_store
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
 from stvit_video.datasets.video_list import SPLITS, VideoList, VideoRecord, load_split
 from stvit_video.utils.errors import DataError
@@ -141,7 +142,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         if num_crops > 1 and num_samples > 1:
             raise ValueError(f"{name}: num_crops = {num_crops} and num_samples = {num_samples}: "
                              "views of an item are either crops (test) or augmentations (train)")
-        self.videos = list(videos)
+        # numpy-backed rows: forked workers read them without copying the list (record_store.py)
+        self.videos = as_store(videos)
         self.name, self.backend = name, backend
         self.sample_clip, self.transform = sample_clip, transform
         self.num_clips, self.num_crops, self.num_samples = num_clips, num_crops, num_samples
