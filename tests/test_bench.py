@@ -56,7 +56,7 @@ def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, c
     data = write_benchmark_videos(tmp_path / "videos", 2, size=(64, 48, 30, 30, 8))
     out = tmp_path / "loader.json"
     assert cli.main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
-                         "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000",
+                         "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000", "--peak-tflops", "989",
                          "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
                          "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
     rows = json.loads(out.read_text())
@@ -69,6 +69,12 @@ def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, c
     table = capsys.readouterr().out
     expected = -(-1000 * rows[0]["item_ms_per_clip"] // 1000)  # ceil(1000 clips/s x one worker's s/clip)
     assert f"decord: {int(expected)} worker(s) keep a step of 1000 clips/s fed" in table
+    # the per-model projection: 35% of 989 TFLOPs over 2 FLOPs per multiply-add x 3 (train) x 88.06 G
+    swin_t = next(line for line in table.splitlines() if line.strip().startswith("swin3d_tiny "))
+    clips = 0.35 * 989e12 / (6 * 88.06e9)
+    assert f"{clips:7.0f} clips/s" in swin_t and f"{-(-clips * rows[0]['item_ms_per_clip'] // 1000):.0f} workers" in swin_t
+    assert "projection (not measured): training clips/s at 35% MFU of a 989-TFLOPs chip" in table
+    assert "swin3d_demo" not in table  # only the 32 x 224 variants
 
 
 def test_loader_benchmark_writes_kinetics_like_videos_when_no_data_is_given(tmp_path):

@@ -71,6 +71,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     loader.add_argument("--feed", type=float, default=None,
                         help="clips/s of a training step: print the workers each backend needs for it")
     loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
+    loader.add_argument("--mfu", type=float, default=0.35,
+                        help="with --peak-tflops: the model FLOPs utilisation the per-model feed projection assumes")
     loader.add_argument("--rows", type=int, default=650_000,
                         help="--what list-memory: rows of the generated list (Kinetics-700: about 650k)")
     args = p.parse_args(argv)

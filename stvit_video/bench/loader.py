@@ -28,7 +28,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-__all__ = ["KINETICS_LIKE", "loader_rows", "time_decode", "time_items", "workers_to_feed",
+__all__ = ["KINETICS_LIKE", "feed_projection", "loader_rows", "time_decode", "time_items", "workers_to_feed",
            "write_benchmark_videos"]
 
 # (width, height, frames, fps, gop) of the generated videos: Kinetics after data_prep resize
@@ -181,4 +181,26 @@ def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) ->
             need = workers_to_feed(rows, backend, args.feed)
             if need is not None:
                 lines.append(f"{backend}: {need} worker(s) keep a step of {args.feed:g} clips/s fed")
+    if args.peak_tflops:
+        lines += feed_projection(rows, args.backends[0], peak_tflops=args.peak_tflops, mfu=args.mfu)
     return "\n".join(lines)
+
+
+def feed_projection(rows: list[dict[str, Any]], backend: str, *, peak_tflops: float, mfu: float) -> list[str]:
+    """A PROJECTION, per full-size registry model: the training step's clips/s on a chip of
+    ``peak_tflops`` (dense bf16) at model FLOPs utilisation ``mfu``, and the ``backend`` loader
+    workers per GPU that keep it fed, from the measured item time. Not a measurement: a GPU run
+    of ``--what train`` replaces the assumed MFU with the real one."""
+    from stvit_video.bench.models import model_flops_per_clip
+    from stvit_video.models import get_variant, list_variants
+
+    lines = [f"projection (not measured): training clips/s at {100 * mfu:.0f}% MFU of a {peak_tflops:g}-TFLOPs chip, "
+             f"and {backend} workers per GPU to feed it at this machine's item time"]
+    for name in list_variants():
+        variant = get_variant(name)
+        if variant.gflops is None or variant.input_size[1:] != (32, 224, 224):
+            continue
+        clips_per_s = mfu * peak_tflops * 1e12 / model_flops_per_clip(variant.gflops, train=True)
+        lines.append(f"  {name:<36s} {variant.gflops:7.2f} GFLOPs  {clips_per_s:7.0f} clips/s  "
+                     f"{workers_to_feed(rows, backend, clips_per_s)} workers")
+    return lines

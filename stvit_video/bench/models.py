@@ -9,8 +9,9 @@ reference when the input is the variant's own, else n/a. The first model is the 
 
 A training step is the trainer's own :class:`~stvit_video.engine.train_loop.StepFunction`
 (forward under autocast, cross-entropy, backward, fp16 loss scaling, the optimizer step) with a
-fused (on CUDA) AdamW. MFU (CUDA only) = 3 x forward FLOPs x clips/s over the chip's dense bf16
-peak given with ``--peak-tflops``. On the CPU, freed tensor memory is reused as in ``run_net.py``
+fused (on CUDA) AdamW. MFU (CUDA only) = 2 x 3 x forward multiply-adds x clips/s over the chip's
+dense bf16 peak given with ``--peak-tflops`` (our GFLOPs count one multiply-add as one FLOP, as
+fvcore does; a chip's peak counts it as two; a training step is forward + backward = 3 x forward). On the CPU, freed tensor memory is reused as in ``run_net.py``
 CPU runs (:mod:`stvit_video.utils.cpu_malloc`); ``--cpu-malloc system`` measures glibc's default
 instead, and the table ends with the process's peak resident memory. ``peak_mem_mb`` is per
 model on both devices: its weights, optimizer state and input plus the peak of the tensors a
@@ -31,8 +32,8 @@ from stvit_video.engine.train_loop import StepFunction, autocast_or_fp32
 from stvit_video.models import create_model, get_variant
 from stvit_video.utils.cpu_malloc import cpu_malloc_mode, keep_freed_cpu_memory
 
-__all__ = ["ATTENTION_KERNELS", "DEFAULT_MODELS", "DTYPES", "attention_kernels", "format_table", "run",
-           "time_round_robin"]
+__all__ = ["ATTENTION_KERNELS", "DEFAULT_MODELS", "DTYPES", "attention_kernels", "format_table", "model_flops_per_clip",
+           "run", "time_round_robin"]
 
 DEFAULT_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "stvit_r_swin3d_tiny_spatiotemporal",
                   "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal"]
@@ -173,6 +174,12 @@ def attention_kernels(runner: "_Runner") -> dict[str, int]:
     return counts
 
 
+def model_flops_per_clip(gmacs: float, *, train: bool) -> float:
+    """FLOPs of one clip as a chip's peak counts them: 2 per multiply-add (our GFLOPs are fvcore's
+    multiply-adds), x 3 for a training step (forward + backward)."""
+    return 2 * (3 if train else 1) * gmacs * 1e9
+
+
 def time_round_robin(timers: Sequence[Any], *, warmup: int, iters: int) -> None:
     """``warmup`` untimed, then ``iters`` timed iterations of every timer in turn (each has
     ``step()`` and ``timed_step()``), so what slows the machine slows every model alike and the
@@ -210,8 +217,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         if args.profile_attention:
             row["attention_kernels"] = attention_kernels(r)
         if args.peak_tflops and r.gflops and device.type == "cuda":
-            factor = 3 if args.what == "train" else 1  # forward + backward = 3 x forward FLOPs
-            row["mfu"] = factor * r.gflops * 1e9 * speed / (args.peak_tflops * 1e12)
+            row["mfu"] = model_flops_per_clip(r.gflops, train=args.what == "train") * speed / (args.peak_tflops * 1e12)
         rows.append(row)
     return rows
 
