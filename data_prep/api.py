@@ -258,15 +258,23 @@ def prepare_all(annotations: Sequence[PathLike], raw: PathLike, out: PathLike, *
     notify = on_step if on_step is not None else (lambda step: None)
     indexed = index(annotations, raw, out, layout=layout, manifest=manifest, workers=workers, progress=progress)
     notify(indexed)
-    # the later steps read the manifest just written
-    resized = resize(out, options=options, manifest=indexed.manifest, workers=workers, progress=progress)
-    notify(resized)
-    verified = verify(out, backend=backend, seed=seed, manifest=indexed.manifest, workers=workers,
-                      progress=progress)
-    notify(verified)
-    listed = lists(out, manifest=indexed.manifest)
-    notify(listed)
+    resized, verified, listed = _resize_verify_list(out, indexed.manifest, options=options, backend=backend, seed=seed,
+                                                    workers=workers, progress=progress, notify=notify)
     return PrepareSummary(Path(out), indexed, resized, verified, listed)
+
+
+def _resize_verify_list(out: PathLike, manifest: Path, *, options: ResizeOptions, backend: str, seed: int,
+                        workers: Optional[int], progress: bool, notify: Callable[[StepSummary], None]
+                        ) -> tuple[ResizeSummary, VerifySummary, ListsSummary]:
+    """The steps after the manifest, as ``all`` and ``folder`` run them: :func:`resize`,
+    :func:`verify` and :func:`lists` on the manifest just written, each reported when done."""
+    resized = resize(out, options=options, manifest=manifest, workers=workers, progress=progress)
+    notify(resized)
+    verified = verify(out, backend=backend, seed=seed, manifest=manifest, workers=workers, progress=progress)
+    notify(verified)
+    listed = lists(out, manifest=manifest)
+    notify(listed)
+    return resized, verified, listed
 
 
 class FolderSummary(NamedTuple):
@@ -362,12 +370,8 @@ def prepare_folder(out: PathLike, *, src: Optional[PathLike] = None, csv: Option
     collected = CollectSummary(collection, write_manifest(_manifest(out, manifest), collection.rows))
     notify(collected)
     # from here on exactly the Kinetics steps, on the manifest just written
-    resized = resize(out, options=options, manifest=collected.manifest, workers=workers, progress=progress)
-    notify(resized)
-    verified = verify(out, backend=backend, seed=seed, manifest=collected.manifest, workers=workers, progress=progress)
-    notify(verified)
-    listed = lists(out, manifest=collected.manifest)
-    notify(listed)
+    resized, verified, listed = _resize_verify_list(out, collected.manifest, options=options, backend=backend,
+                                                    seed=seed, workers=workers, progress=progress, notify=notify)
     summary = FolderSummary(out, collected, resized, verified, listed,
                             unreadable_videos(collection, resized.report, verified.report),
                             small_classes(listed.report, min_per_class), min_per_class)

@@ -53,6 +53,7 @@ from data_prep.probe import Probe
 from data_prep.resize import ResizeReport
 from data_prep.verify import VerifyReport
 from stvit_video.utils.errors import DataError
+from stvit_video.utils.hashing import file_sha256
 from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
 
 __all__ = ["DEFAULT_MIN_PER_CLASS", "DEFAULT_VAL", "SOURCE_KINDS", "Collected", "Collection", "Duplicate", "FileInfo",
@@ -66,8 +67,6 @@ SOURCE_KINDS = ("class folders", "split folders", "csv")
 DEFAULT_VAL = 0.2
 # Classes with fewer usable videos than this are named in the summary.
 DEFAULT_MIN_PER_CLASS = 5
-# Read size when hashing (1 MiB: large enough for full disk speed, small enough for any worker).
-_CHUNK = 1 << 20
 # The id is {slug}-{12 hex digits}: at most 53 of the 64 characters an id may have.
 _SLUG_LENGTH = 40
 _DIGEST_LENGTH = 12
@@ -319,18 +318,10 @@ def read_video_csv(path: str | os.PathLike) -> Collected:
     return Collected(videos, "csv", skipped, [])
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def inspect_file(path: str) -> FileInfo:
     """SHA-256 and probe of one file; never raises for a bad file (the probe says why)."""
     try:
-        digest = _sha256(path)
+        digest = file_sha256(path)
     except OSError as e:
         return FileInfo("", Probe(False, f"cannot read the file: {e.strerror or e}"))
     return FileInfo(digest, probe_raw(path))
@@ -339,7 +330,7 @@ def inspect_file(path: str) -> FileInfo:
 def _inspect_crashed(path: str) -> FileInfo:
     # runs in the parent process: hashing cannot crash, so the duplicate check still sees the file
     try:
-        digest = _sha256(path)
+        digest = file_sha256(path)
     except OSError:
         digest = ""
     return FileInfo(digest, probe_crashed(path))
@@ -458,9 +449,9 @@ def collect_videos(*, src: Optional[str | os.PathLike] = None, csv: Optional[str
     inspected = run_parallel(inspect_file, paths, workers=workers, desc="inspect", progress=progress,
                              on_crash=_inspect_crashed)
     infos = {Path(p): info for p, info in zip(paths, inspected)}
-    kept, duplicates = drop_duplicates(found.videos, {p: info.digest for p, info in infos.items()})
-    videos, rule = assign_splits(kept, {p: info.digest for p, info in infos.items()},
-                                 lambda v: infos[v.path].probe.ok, fraction=val, seed=seed)
+    digests = {p: info.digest for p, info in infos.items()}
+    kept, duplicates = drop_duplicates(found.videos, digests)
+    videos, rule = assign_splits(kept, digests, lambda v: infos[v.path].probe.ok, fraction=val, seed=seed)
     # lists follow manifest order: by split, class, then path, for a readable manifest and lists
     videos.sort(key=lambda v: (SPLITS.index(v.split), v.label, str(v.path)))
     rows = folder_rows(videos, infos)

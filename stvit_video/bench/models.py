@@ -11,8 +11,9 @@ A training step is the trainer's own :class:`~stvit_video.engine.train_loop.Step
 (forward under autocast, cross-entropy, backward, fp16 loss scaling, the optimizer step) with a
 fused (on CUDA) AdamW. MFU (CUDA only) = 2 x 3 x forward multiply-adds x clips/s over the chip's
 dense bf16 peak given with ``--peak-tflops`` (our GFLOPs count one multiply-add as one FLOP, as
-fvcore does; a chip's peak counts it as two; a training step is forward + backward = 3 x forward). On the CPU, freed tensor memory is reused as in ``run_net.py``
-CPU runs (:mod:`stvit_video.utils.cpu_malloc`); ``--cpu-malloc system`` measures glibc's default
+fvcore does; a chip's peak counts it as two; a training step is forward + backward = 3 x
+forward). On the CPU, freed tensor memory is reused as in ``run_net.py`` CPU runs
+(:mod:`stvit_video.utils.cpu_malloc`); ``--cpu-malloc system`` measures glibc's default
 instead, and the table ends with the process's peak resident memory. ``peak_mem_mb`` is per
 model on both devices: its weights, optimizer state and input plus the peak of the tensors a
 step allocates (CUDA: over the timed steps; CPU: the profiler's allocation records of one extra

@@ -25,14 +25,12 @@ import torch
 
 from stvit_video.bench.models import time_round_robin
 from stvit_video.engine.export_onnx import OnnxRuntimeModel, check_opset, onnx_versions, to_onnx
-from stvit_video.models import create_model
+from stvit_video.models import create_model, get_variant
 from stvit_video.utils.cpu_malloc import cpu_malloc_mode, keep_freed_cpu_memory
 
 __all__ = ["ONNX_MODELS", "format_onnx_table", "run_onnx"]
 
 ONNX_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe"]
-# DATA.MEAN / DATA.STD defaults: the values do not change the cost, only where the affine lands
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -73,7 +71,8 @@ def run_onnx(args: argparse.Namespace) -> list[dict[str, Any]]:
     facts: dict[str, dict[str, Any]] = {}
     for name in args.models:
         torch.manual_seed(0)
-        wrapped = NormalizedClassifier(create_model(name, num_classes=args.num_classes), MEAN, STD).eval()
+        variant = get_variant(name)  # its own normalisation, as a checkpoint of it would record
+        wrapped = NormalizedClassifier(create_model(name, num_classes=args.num_classes), variant.mean, variant.std).eval()
         example = torch.randint(0, 256, (args.batch + 1, *clip), dtype=torch.uint8)
         frames = torch.randint(0, 256, (args.batch, *clip), dtype=torch.uint8)
         start = time.perf_counter()

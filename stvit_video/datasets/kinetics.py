@@ -55,7 +55,7 @@ from stvit_video.utils.view_grid import view_index, views_per_video
 from stvit_video.utils.seed import seeded_rng
 
 __all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
-           "clip_dataset", "list_split"]
+           "clip_dataset", "list_split", "test_short_side"]
 
 # (video_frames, fps, clip_index) -> clip
 ClipSampler = Callable[[int, float, int], ClipIndices]
@@ -250,6 +250,11 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 f"{self.num_crops} crops, backend={self.backend}, transform={self.transform!r})")
 
 
+def test_short_side(cfg: CfgNode) -> int:
+    """The short side test frames are scaled to: ``DATA.TEST_SHORT_SIDE``, where 0 means ``DATA.TEST_CROP_SIZE``."""
+    return int(cfg.DATA.TEST_SHORT_SIDE or cfg.DATA.TEST_CROP_SIZE)
+
+
 def list_split(cfg: CfgNode, split: str) -> str:
     """The list a role reads: ``TEST.SPLIT`` for the test job ("val" in the Kinetics configs,
     whose official test set is unlabelled), else the role's own list."""
@@ -308,7 +313,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
     else:
         num_clips, num_crops = views or (cfg.TEST.NUM_ENSEMBLE_VIEWS, cfg.TEST.NUM_SPATIAL_CROPS)
         sampler = functools.partial(_test_clip, spec, num_clips)
-        transform = EvalTransform(short_side=data.TEST_SHORT_SIDE or data.TEST_CROP_SIZE, crop_size=data.TEST_CROP_SIZE)
+        transform = EvalTransform(short_side=test_short_side(cfg), crop_size=data.TEST_CROP_SIZE)
         crop = data.TEST_CROP_SIZE
     return VideoClipDataset(
         videos.records, name=f"kinetics {split}" if split == listed else f"kinetics {split} ({listed} list)",

@@ -36,9 +36,8 @@ from stvit_video.utils.errors import DataError
 # the files taken from class folders (re-exported; data_prep scans for the same ones)
 from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
 
-__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "data_class_names", "full_class_names",
-           "load_split",
-           "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
+__all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "data_class_names",
+           "full_class_names", "load_split", "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
 
 SPLITS = ("train", "val", "test")
 # Ordered class names next to the CSV lists, one per line (written by data_prep).
@@ -204,6 +203,12 @@ def full_class_names(names: Sequence[str] | None, num_classes: int) -> list[str]
     return given + [str(i) for i in range(len(given), num_classes)]
 
 
+def _split_class_names(data_dir: Path) -> list[str]:
+    """The class folders of all splits' folders (``data_dir/<split>/<class>/``), sorted: one id per
+    name, the same in every split."""
+    return sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
+
+
 def data_class_names(data_dir: str | os.PathLike) -> list[str]:
     """The classes of a data folder, for ``MODEL.NUM_CLASSES 0``: ``classnames.txt`` when it
     exists, else the union of the class folders of its splits (as :func:`load_split` names them).
@@ -215,7 +220,7 @@ def data_class_names(data_dir: str | os.PathLike) -> list[str]:
     names_path = data_dir / CLASS_NAMES_FILE
     if names_path.is_file():
         return read_class_names(names_path, num_classes=None)
-    names = sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
+    names = _split_class_names(data_dir)
     if not names:
         raise DataError(f"MODEL.NUM_CLASSES 0 takes the classes from {names_path}, which does not exist (nor do "
                         f"class folders {data_dir}/<split>/<class>/); write it (data_prep does) or set "
@@ -245,7 +250,6 @@ def load_split(data_dir: str | os.PathLike, split: str, *, num_classes: int, sep
                                 path_prefix=path_prefix)
         return VideoList(records, names, str(csv_path))
     if folder.is_dir():
-        names = sorted({n for s in SPLITS if (data_dir / s).is_dir() for n in _class_dirs(data_dir / s)})
-        return read_class_folders(folder, num_classes=num_classes, class_names=names)
+        return read_class_folders(folder, num_classes=num_classes, class_names=_split_class_names(data_dir))
     raise DataError(f"no {split} list: neither {csv_path} nor the class folders {folder}/<class>/ exist "
                     "(set DATA.PATH_TO_DATA_DIR)")

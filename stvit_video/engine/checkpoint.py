@@ -56,7 +56,6 @@ Only global rank 0 writes; every rank may read.
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 import random
@@ -73,6 +72,7 @@ from torch import nn
 
 from stvit_video.models.conversion import key_problems
 from stvit_video.utils.atomic import TMP_MARK, atomic_write
+from stvit_video.utils.hashing import file_sha256  # re-exported: ckpt.file_sha256
 from stvit_video.utils.checkpoint_file import FORMAT_VERSION, format_problem, load_error_reason, read_file
 from stvit_video.utils.errors import CheckpointError
 
@@ -183,15 +183,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def file_sha256(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -12,7 +12,9 @@ from typing import Any, Optional
 import torch
 from fvcore.common.config import CfgNode
 
-__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "test_short_side", "test_transform_of"]
+from stvit_video.datasets.kinetics import test_short_side
+
+__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "test_transform_of"]
 
 # TRAIN.AMP_DTYPE choices
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -28,11 +30,6 @@ def amp_dtype(cfg: CfgNode, device: torch.device) -> Optional[torch.dtype]:
     if device.type != "cuda" or not cfg.TRAIN.MIXED_PRECISION:
         return None
     return AMP_DTYPES[cfg.TRAIN.AMP_DTYPE]
-
-
-def test_short_side(cfg: CfgNode) -> int:
-    """``DATA.TEST_SHORT_SIDE``, where 0 means ``DATA.TEST_CROP_SIZE``."""
-    return int(cfg.DATA.TEST_SHORT_SIDE or cfg.DATA.TEST_CROP_SIZE)
 
 
 def test_transform_of(cfg: CfgNode) -> dict[str, Any]:

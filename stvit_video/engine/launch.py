@@ -19,9 +19,9 @@ import torch
 
 from fvcore.common.config import CfgNode
 
-from stvit_video.engine import distributed as dist_utils
 from stvit_video.config import with_values
 from stvit_video.datasets.video_list import data_class_names
+from stvit_video.engine import distributed as dist_utils
 from stvit_video.engine.builtin_data import ensure_builtin_data
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.logging import setup_logging

@@ -24,10 +24,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-
-from stvit_video.config import get_cfg_defaults, with_values
 from torch import nn
 
+from stvit_video.config import get_cfg_defaults, with_values
 from stvit_video.datasets import build_device_transform, construct_loader
 from stvit_video.datasets.clip_sampling import sliding_windows
 from stvit_video.datasets.decoder import open_video

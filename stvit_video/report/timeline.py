@@ -2,8 +2,9 @@
 
 One panel per video: for each of its most frequent top classes, the class's score in every
 time window (a point at the window's centre; a gap where the class is not among that window's
-top classes), and a band under the curves coloured by each window's top-1 class around its centre. Drawn like
-:mod:`stvit_video.report.figures` (explicit Agg canvas, no pyplot), returned as PNG bytes.
+top classes), and a band under the curves coloured by each window's top-1 class around its
+centre. Drawn like :mod:`stvit_video.report.figures` (explicit Agg canvas, no pyplot), returned
+as PNG bytes.
 """
 from __future__ import annotations
 
