@@ -57,16 +57,20 @@ def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, c
     out = tmp_path / "loader.json"
     assert cli.main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
                          "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000", "--peak-tflops", "989",
-                         "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
-                         "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
+                         "--repeats", "1", "2", "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4",
+                         "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
     rows = json.loads(out.read_text())
-    assert [(r["backend"], r["workers"]) for r in rows] == [("decord", 0), ("decord", 1), ("pyav", 0), ("pyav", 1)]
+    assert [(r["backend"], r["repeated_samples"], r["workers"]) for r in rows] == [
+        (backend, k, workers) for backend in ("decord", "pyav") for k in (1, 2) for workers in (0, 1)]
     for r in rows:
         assert r["what"] == "loader" and r["clips_per_s"] > 0 and r["ms_per_clip"] > 0
         assert r["decode_ms_per_clip"] > 0 and r["item_ms_per_clip"] > 0
         # batches leave the loader as uint8 (B, C, T, H, W): normalisation is the device's job
         assert r["dtype"] == "uint8" and r["batch_shape"] == [2, 3, 4, 32, 32]
     table = capsys.readouterr().out
+    one, two = rows[1], rows[3]  # decord, 1 worker, k = 1 and 2: the same batch of clips
+    assert f"decord, 1 worker(s): k = 2 (window 1 spans) vs k = 1: {two['clips_per_s'] / one['clips_per_s']:.2f}x" \
+        in table
     expected = -(-1000 * rows[0]["item_ms_per_clip"] // 1000)  # ceil(1000 clips/s x one worker's s/clip)
     assert f"decord: {int(expected)} worker(s) keep a step of 1000 clips/s fed" in table
     # the per-model projection: 35% of 989 TFLOPs over 2 FLOPs per multiply-add x 3 (train) x 88.06 G

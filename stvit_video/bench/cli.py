@@ -8,6 +8,7 @@
     python tools/benchmark.py --models swin3d_small stvit_r_swin3d_small_perframe --iters 5
     python tools/benchmark.py --what train --device cuda --dtype bf16 --profile-attention   # which SDPA kernels
     python tools/benchmark.py --what loader --workers 0 1 2 --batch 8 --feed 40
+    python tools/benchmark.py --what loader --backends decord --workers 1 2 --batch 8 --repeats 1 2
     python tools/benchmark.py --what list-memory --rows 650000 --workers 2          # loader workers' memory
 
 Models: :mod:`stvit_video.bench.models`; ONNX Runtime: :mod:`stvit_video.bench.onnx_runtime`; the
@@ -67,6 +68,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     loader.add_argument("--videos", type=int, default=8, help="videos to generate when --data is not given")
     loader.add_argument("--backends", nargs="+", default=list(DECODER_BACKENDS), choices=DECODER_BACKENDS)
     loader.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="DATA_LOADER.NUM_WORKERS values")
+    loader.add_argument("--repeats", nargs="+", type=int, default=[1],
+                        help="DATA.NUM_REPEATED_SAMPLES values, measured side by side (e.g. 1 2)")
     loader.add_argument("--decode-clips", type=int, default=20, help="clips timed for decode and item ms/clip")
     loader.add_argument("--feed", type=float, default=None,
                         help="clips/s of a training step: print the workers each backend needs for it")

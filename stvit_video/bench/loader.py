@@ -28,8 +28,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-__all__ = ["KINETICS_LIKE", "feed_projection", "loader_rows", "time_decode", "time_items", "workers_to_feed",
-           "write_benchmark_videos"]
+__all__ = ["KINETICS_LIKE", "feed_projection", "loader_rows", "repeat_speedups", "time_decode", "time_items",
+           "workers_to_feed", "write_benchmark_videos"]
 
 # (width, height, frames, fps, gop) of the generated videos: Kinetics after data_prep resize
 KINETICS_LIKE = (340, 256, 300, 30, 32)
@@ -70,14 +70,16 @@ def time_decode(cfg: Any, backend: str, paths: Sequence[str], clips: int) -> flo
 
 
 def time_items(dataset: Any, clips: int) -> float:
-    """Mean ms of ``dataset[i]`` (decode + sampling + transform) in this process, one torch thread."""
+    """Mean ms per clip of ``dataset[i]`` (decode + sampling + transform) in this process, one torch
+    thread; an item of ``views_per_item`` clips (repeated sampling) counts as that many."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
+    items = max(clips // dataset.views_per_item, 1)
     try:
         start = time.perf_counter()
-        for i in itertools.islice(itertools.cycle(range(len(dataset))), clips):
+        for i in itertools.islice(itertools.cycle(range(len(dataset))), items):
             dataset[i]
-        return (time.perf_counter() - start) / clips * 1000
+        return (time.perf_counter() - start) / (items * dataset.views_per_item) * 1000
     finally:
         torch.set_num_threads(threads)
 
@@ -104,37 +106,59 @@ def _time_loader(cfg: Any, warmup: int, batches: int) -> tuple[float, tuple[int,
 
 
 def loader_rows(cfg_name: Optional[str], data_dir: str, *, backends: Sequence[str], workers: Sequence[int],
-                batch: int, warmup: int, batches: int, decode_clips: int = 20,
+                batch: int, warmup: int, batches: int, decode_clips: int = 20, repeats: Sequence[int] = (1,),
                 opts: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """One row per (backend, worker count); see the module docstring for the columns."""
+    """One row per (backend, ``DATA.NUM_REPEATED_SAMPLES`` k, worker count); see the module
+    docstring for the columns. Rows of every k are measured in this one run, on the same videos."""
     from stvit_video.config import load_config
     from stvit_video.datasets import build_dataset
 
-    def config(backend: str, num_workers: int):
+    def config(backend: str, num_workers: int, k: int):
         return load_config(cfg_name, [*opts, "DATA.PATH_TO_DATA_DIR", data_dir, "DATA.DECODING_BACKEND", backend,
                                       "DATA_LOADER.NUM_WORKERS", str(num_workers), "TRAIN.BATCH_SIZE", str(batch),
-                                      "NUM_GPUS", "0", "DATA_LOADER.PIN_MEMORY", "False"])
+                                      "NUM_GPUS", "0", "DATA_LOADER.PIN_MEMORY", "False",
+                                      "DATA.NUM_REPEATED_SAMPLES", str(k)])
 
-    single = {}
+    decode_ms, item_ms = {}, {}
     for backend in backends:
-        cfg = config(backend, 0)
-        dataset = build_dataset(cfg, "train")
-        paths = [v.path for v in dataset.videos]
-        time_decode(cfg, backend, paths[:1], 1)  # warm the file cache and the imports
-        single[backend] = (time_decode(cfg, backend, paths, decode_clips), time_items(dataset, decode_clips))
+        for k in repeats:
+            cfg = config(backend, 0, k)
+            dataset = build_dataset(cfg, "train")
+            if backend not in decode_ms:
+                paths = [v.path for v in dataset.videos]
+                time_decode(cfg, backend, paths[:1], 1)  # warm the file cache and the imports
+                decode_ms[backend] = time_decode(cfg, backend, paths, decode_clips)
+            item_ms[backend, k] = time_items(dataset, decode_clips)
     rows = []
     for backend in backends:
-        for num_workers in workers:
-            cfg = config(backend, num_workers)
-            elapsed, shape, dtype = _time_loader(cfg, warmup, batches)
-            clips = shape[0] * batches
-            rows.append({"what": "loader", "backend": backend, "workers": num_workers, "batch": shape[0],
-                         "clips_per_s": clips / elapsed, "ms_per_clip": 1000 * elapsed / clips,
-                         "decode_ms_per_clip": single[backend][0], "item_ms_per_clip": single[backend][1],
-                         "batch_shape": list(shape), "dtype": dtype,
-                         "input": [3, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
-                         "sampling_rate": cfg.DATA.SAMPLING_RATE})
+        for k in repeats:
+            for num_workers in workers:
+                cfg = config(backend, num_workers, k)
+                elapsed, shape, dtype = _time_loader(cfg, warmup, batches)
+                clips = shape[0] * batches
+                rows.append({"what": "loader", "backend": backend, "workers": num_workers, "batch": shape[0],
+                             "repeated_samples": k, "repeat_window": cfg.DATA.REPEATED_SAMPLE_WINDOW,
+                             "clips_per_s": clips / elapsed, "ms_per_clip": 1000 * elapsed / clips,
+                             "decode_ms_per_clip": decode_ms[backend], "item_ms_per_clip": item_ms[backend, k],
+                             "batch_shape": list(shape), "dtype": dtype,
+                             "input": [3, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
+                             "sampling_rate": cfg.DATA.SAMPLING_RATE})
     return rows
+
+
+def repeat_speedups(rows: list[dict[str, Any]]) -> list[str]:
+    """Lines ``k = K vs 1: X.XXx clips/s`` per backend and worker count (and for one worker's
+    item time), for every k measured next to k = 1 in the same run."""
+    base = {(r["backend"], r["workers"]): r for r in rows if r["repeated_samples"] == 1}
+    lines = []
+    for r in rows:
+        one = base.get((r["backend"], r["workers"]))
+        if one is None or r["repeated_samples"] == 1:
+            continue
+        lines.append(f"{r['backend']}, {r['workers']} worker(s): k = {r['repeated_samples']} (window "
+                     f"{r['repeat_window']:g} spans) vs k = 1: {r['clips_per_s'] / one['clips_per_s']:.2f}x loader "
+                     f"clips/s, {one['item_ms_per_clip'] / r['item_ms_per_clip']:.2f}x one worker's clips/s")
+    return lines
 
 
 def workers_to_feed(rows: list[dict[str, Any]], backend: str, clips_per_s: float) -> Optional[int]:
@@ -144,7 +168,7 @@ def workers_to_feed(rows: list[dict[str, Any]], backend: str, clips_per_s: float
     thread, as in a worker), so the answer is ``ceil(clips_per_s * item_ms / 1000)``; None
     without a row of ``backend``.
     """
-    mine = [r for r in rows if r["backend"] == backend]
+    mine = [r for r in rows if r["backend"] == backend and r.get("repeated_samples", 1) == 1]
     if not mine:
         return None
     return max(1, math.ceil(clips_per_s * mine[0]["item_ms_per_clip"] / 1000))
@@ -155,13 +179,14 @@ def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="stvit_loader_bench_") as tmp:
-        # one epoch holds the warm-up and the timed batches (plus the workers' prefetch)
-        clips = (max(args.warmup, 1) + max(args.iters, 1) + 2 * max(args.workers)) * args.batch
+        # one epoch holds the warm-up and the timed batches (plus the workers' prefetch); an epoch of
+        # repeated sampling takes 1/k of the videos, so the list is k times longer
+        clips = (max(args.warmup, 1) + max(args.iters, 1) + 2 * max(args.workers)) * args.batch * max(args.repeats)
         data = args.data or str(write_benchmark_videos(Path(tmp), args.videos,
                                                        repeats=math.ceil(clips / args.videos)))
         return loader_rows(args.cfg, data, backends=args.backends, workers=args.workers, batch=args.batch,
                            warmup=max(args.warmup, 1), batches=max(args.iters, 1), decode_clips=args.decode_clips,
-                           opts=args.opts)
+                           repeats=args.repeats, opts=args.opts)
 
 
 def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -170,12 +195,14 @@ def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) ->
     lines = [f"loader: {args.cfg} train pipeline, {frames} frames x rate {first['sampling_rate']}, crop {crop}, "
              f"batch {first['batch']}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
              f"batches {first['dtype']} {tuple(first['batch_shape'])}",
-             f"{'backend':<8s} {'decode ms/clip':>14s} {'item ms/clip':>12s} {'workers':>7s} {'clips/s':>9s} "
-             f"{'ms/clip':>9s}"]
+             f"{'backend':<8s} {'k':>2s} {'decode ms/clip':>14s} {'item ms/clip':>12s} {'workers':>7s} "
+             f"{'clips/s':>9s} {'ms/clip':>9s}"]
     for r in rows:
-        lines.append(f"{r['backend']:<8s} {r['decode_ms_per_clip']:14.1f} {r['item_ms_per_clip']:12.1f} "
-                     f"{r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
-    lines.append("decode: open + decode one clip; item: decode + sampling + augmentation in one thread (one worker)")
+        lines.append(f"{r['backend']:<8s} {r['repeated_samples']:2d} {r['decode_ms_per_clip']:14.1f} "
+                     f"{r['item_ms_per_clip']:12.1f} {r['workers']:7d} {r['clips_per_s']:9.2f} {r['ms_per_clip']:9.1f}")
+    lines.append("decode: open + decode one clip; item: decode + sampling + augmentation in one thread (one worker), "
+                 "per clip; k: DATA.NUM_REPEATED_SAMPLES (clips per decode)")
+    lines += repeat_speedups(rows)
     if args.feed:
         for backend in args.backends:
             need = workers_to_feed(rows, backend, args.feed)

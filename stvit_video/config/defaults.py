@@ -142,6 +142,15 @@ _C.DATA.TEST_CROP_SIZE = 224
 _C.DATA.TEST_SHORT_SIDE = 0
 # Input channels.
 _C.DATA.INPUT_CHANNEL_NUM = 3
+# Repeated sampling (MAE-ST, VideoMAE): each training item decodes one window of a video and
+# returns this many clips, each with its own temporal offset inside the window and its own
+# augmentation. Counted in clips: an epoch is (videos / k) items, so epochs, the LR schedule and
+# TRAIN.BATCH_SIZE mean the same number of clips as with 1; every video is seen once per k epochs.
+_C.DATA.NUM_REPEATED_SAMPLES = 1
+# Length of that decoded window as a multiple of the clip span (>= 1.0). 1.0 decodes what one
+# clip needs, and the clips differ by less than one sampling step; larger windows give the clips
+# farther-apart starts at the cost of decoding more frames (README "Performance").
+_C.DATA.REPEATED_SAMPLE_WINDOW = 1.0
 
 # ---------------------------------------------------------------------------- #
 # Data loader

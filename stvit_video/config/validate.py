@@ -88,8 +88,12 @@ def _check_data(cfg: CfgNode) -> None:
 
 def _check_aug(cfg: CfgNode) -> None:
     _positive_int(cfg, "AUG.NUM_SAMPLE")
+    _positive_int(cfg, "DATA.NUM_REPEATED_SAMPLES")
+    _require(cfg.DATA.REPEATED_SAMPLE_WINDOW >= 1.0, "DATA.REPEATED_SAMPLE_WINDOW", cfg.DATA.REPEATED_SAMPLE_WINDOW,
+             "must be >= 1.0 (a multiple of the clip span)")
     per_rank = cfg.TRAIN.BATCH_SIZE // (max(cfg.NUM_GPUS, 1) * cfg.NUM_SHARDS)
-    _require(per_rank % cfg.AUG.NUM_SAMPLE == 0, "AUG.NUM_SAMPLE", cfg.AUG.NUM_SAMPLE,
+    clips_per_item = cfg.AUG.NUM_SAMPLE * cfg.DATA.NUM_REPEATED_SAMPLES
+    _require(per_rank % clips_per_item == 0, "AUG.NUM_SAMPLE x DATA.NUM_REPEATED_SAMPLES", clips_per_item,
              f"must divide the per-GPU batch TRAIN.BATCH_SIZE / GPUs = {per_rank} (it counts clips)")
     _require(0.0 <= cfg.AUG.RE_PROB <= 1.0, "AUG.RE_PROB", cfg.AUG.RE_PROB, "must be in [0, 1]")
     for key in ("MIXUP.ALPHA", "MIXUP.CUTMIX_ALPHA"):

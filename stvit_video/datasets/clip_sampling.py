@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 __all__ = ["OUT_OF_BOUND_POLICIES", "ClipIndices", "ClipSpec", "centre_clip", "clip_at", "clip_starts", "frame_window",
-           "random_clip", "segment_clip", "sliding_windows"]
+           "random_clip", "repeated_clips", "segment_clip", "sliding_windows"]
 
 # DATA.OUT_OF_BOUND choices
 OUT_OF_BOUND_POLICIES = ("loop", "repeat_last")
@@ -101,6 +101,32 @@ def random_clip(spec: ClipSpec, video_frames: int, fps: float,
     starts = math.floor(video_frames - spec.span(fps) + 1)
     start = int(torch.randint(starts, (), generator=generator)) if starts > 0 else 0
     return clip_at(spec, video_frames, fps, start)
+
+
+def repeated_clips(spec: ClipSpec, video_frames: int, fps: float, count: int, window: float = 1.0,
+                   generator: torch.Generator | None = None) -> list[ClipIndices]:
+    """Repeated sampling: ``count`` training clips with independent starts inside one window.
+
+    The window covers ``length = window * span`` frames (``window >= 1``) and starts at an
+    integer drawn uniformly from ``[0, n - length]``, as a training clip would. A clip starting at
+    ``s`` reads frames up to ``s + span - stride``, so it lies inside the window ``[w, w + length)``
+    when ``s <= w + length - span + stride - 1``: each clip's start is an integer drawn
+    independently from ``[w, w + floor(length - span + stride - 1)]``. With ``window = 1.0`` and a
+    stride of 2 that is ``w`` or ``w + 1``: the clips are one frame apart and the window is what one
+    clip needs decoded anyway; ``window = 1.5`` lets them start up to half a span apart. A video
+    shorter than the window is the window (clips past its end loop as in :func:`clip_at`).
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    if window < 1.0:
+        raise ValueError(f"window must be >= 1.0 (a multiple of the clip span), got {window:g}")
+    span, stride = spec.span(fps), spec.stride(fps)
+    length = min(window * span, float(video_frames))
+    window_starts = math.floor(video_frames - length + 1)
+    first = int(torch.randint(window_starts, (), generator=generator)) if window_starts > 0 else 0
+    offsets = max(math.floor(length - span + stride - 1), 0) + 1
+    starts = torch.randint(offsets, (count,), generator=generator).tolist()
+    return [clip_at(spec, video_frames, fps, first + offset) for offset in starts]
 
 
 def clip_starts(spec: ClipSpec, video_frames: int, fps: float, num_clips: int) -> list[int]:

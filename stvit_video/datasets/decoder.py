@@ -80,8 +80,8 @@ class VideoDecoder(abc.ABC):
         _check_file(self.path, self.backend)
 
     @abc.abstractmethod
-    def _read(self, unique_indices: list[int]) -> list[np.ndarray]:
-        """Decode the given sorted, distinct indices; return one (H, W, 3) uint8 array each."""
+    def _read(self, unique_indices: list[int]) -> np.ndarray:
+        """Decode the given sorted, distinct indices into one uint8 (len(indices), H, W, 3) array."""
 
     def get_frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Decode the frames at ``indices``.
@@ -103,7 +103,9 @@ class VideoDecoder(abc.ABC):
             )
         unique, inverse = np.unique(indices, return_inverse=True)
         frames = self._read(unique.tolist())
-        return np.stack(frames)[inverse]
+        if unique.size == indices.size and (unique == indices).all():
+            return frames  # distinct and increasing (the usual clip): no reordering copy
+        return frames[inverse]
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -143,13 +145,13 @@ class DecordDecoder(VideoDecoder):
         if self.num_frames <= 0:
             raise self._error("no video frames in", cls=VideoOpenError)
 
-    def _read(self, unique_indices: list[int]) -> list[np.ndarray]:
+    def _read(self, unique_indices: list[int]) -> np.ndarray:
         try:
             batch = self._reader.get_batch(unique_indices)
         except self._errors as e:
             raise self._error(f"cannot decode frames {unique_indices[0]}..{unique_indices[-1]} of", e) from e
         # a bridge set by other code (e.g. pytorchvideo's decord decoder) returns torch tensors
-        return list(batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch))
+        return batch.asnumpy() if hasattr(batch, "asnumpy") else np.asarray(batch)
 
     def close(self) -> None:
         self._reader = None
@@ -208,7 +210,7 @@ class PyAVDecoder(VideoDecoder):
                 stamps.append(stamp)
         return stamps
 
-    def _read(self, unique_indices: list[int]) -> list[np.ndarray]:
+    def _read(self, unique_indices: list[int]) -> np.ndarray:
         wanted = set(unique_indices)
         last = unique_indices[-1]
         found: dict[int, np.ndarray] = {}
@@ -225,7 +227,7 @@ class PyAVDecoder(VideoDecoder):
         missing = sorted(wanted - found.keys())
         if missing:
             raise self._error(f"the stream ended before frames {missing[:5]} of")
-        return [found[i] for i in unique_indices]
+        return np.stack([found[i] for i in unique_indices])
 
     def close(self) -> None:
         if self._container is not None:

@@ -1,10 +1,12 @@
 """The video clip dataset (row -> clip sampler -> decoder -> transform) and its Kinetics factory.
 
-Items: one item is one decoded clip of one video. In train and val item ``i`` is video ``i``;
+Items: one item is one decode of one video. In train and val item ``i`` is video ``i``;
 in test the dataset has ``videos x num_clips`` items and item ``i`` is clip ``i % num_clips``
 of video ``i // num_clips`` (``TEST.NUM_ENSEMBLE_VIEWS`` clips per video). Each item holds
-``V`` views of its clip, transformed from a single decode: ``V = AUG.NUM_SAMPLE`` augmentations
-in train, 1 in val, ``num_crops = TEST.NUM_SPATIAL_CROPS`` crops in test.
+``V`` views transformed from that single decode: in train ``V = k x AUG.NUM_SAMPLE``, ``k =
+DATA.NUM_REPEATED_SAMPLES`` clips with their own starts inside one decoded window
+(:func:`~stvit_video.datasets.clip_sampling.repeated_clips`; ``k = 1``: one random clip), each
+augmented ``AUG.NUM_SAMPLE`` times; 1 in val; ``num_crops = TEST.NUM_SPATIAL_CROPS`` crops in test.
 
 Item contract (:class:`VideoSample`, batched by :func:`stvit_video.datasets.loader.collate_samples`):
 
@@ -41,11 +43,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
 from stvit_video.datasets.clip_sampling import (ClipIndices, ClipSpec, centre_clip, frame_window, random_clip,
-                                                segment_clip)
+                                                repeated_clips, segment_clip)
 from stvit_video.datasets.decoder import VideoOpenError, open_video
 from stvit_video.datasets.record_store import as_store
 from stvit_video.datasets.transforms import EvalTransform, TrainTransform
@@ -54,12 +57,13 @@ from stvit_video.utils.errors import DataError
 from stvit_video.utils.view_grid import view_index, views_per_video
 from stvit_video.utils.seed import seeded_rng
 
-__all__ = ["DATASETS", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset", "build_kinetics",
-           "clip_dataset", "list_split", "test_short_side"]
+__all__ = ["DATASETS", "RepeatedSampler", "RetryPolicy", "VideoClipDataset", "VideoSample", "build_dataset",
+           "build_kinetics", "clip_dataset", "list_split", "test_short_side"]
 
 # (video_frames, fps, clip_index) -> clip
 ClipSampler = Callable[[int, float, int], ClipIndices]
-# (uint8 (T, H, W, C) frames, V) -> uint8 (V, C, T, H, W): V views of one decoded clip
+# (uint8 (T, H, W, C) frames, V) -> uint8 (V, C, T, H, W): V views of one decoded clip; the training
+# transform also takes a list of K clips (repeated sampling) -> (K x V, C, T, H, W)
 ClipTransform = Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -73,6 +77,19 @@ class VideoSample(NamedTuple):
     failed: bool
     bad_videos: tuple[int, ...]
     bad_reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RepeatedSampler:
+    """Training clips of repeated sampling: (video_frames, fps) -> ``count`` clips inside one
+    window of ``window`` clip spans (:func:`~stvit_video.datasets.clip_sampling.repeated_clips`)."""
+
+    spec: ClipSpec
+    count: int
+    window: float = 1.0
+
+    def __call__(self, video_frames: int, fps: float) -> list[ClipIndices]:
+        return repeated_clips(self.spec, video_frames, fps, self.count, self.window)
 
 
 @dataclass
@@ -121,6 +138,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
         num_crops: crops per clip (``TEST.NUM_SPATIAL_CROPS`` in test, else 1).
         num_samples: augmented copies of each decoded clip (``AUG.NUM_SAMPLE``, train);
             ``num_crops`` and ``num_samples`` cannot both exceed 1.
+        repeated: train only: a :class:`RepeatedSampler` that replaces ``sample_clip`` with
+            ``repeated.count`` clips of one decoded window per item (``DATA.NUM_REPEATED_SAMPLES``).
         retry: the bad-video policy.
         placeholder_shape: (C, T, H, W) of the zero views of a failed test item.
         class_names: class names by label, when the list has them.
@@ -132,7 +151,8 @@ class VideoClipDataset(torch.utils.data.Dataset):
 
     def __init__(self, videos: Sequence[VideoRecord], *, name: str, backend: str,
                  sample_clip: ClipSampler, transform: ClipTransform, num_clips: int = 1,
-                 num_crops: int = 1, num_samples: int = 1, retry: RetryPolicy,
+                 num_crops: int = 1, num_samples: int = 1, repeated: RepeatedSampler | None = None,
+                 retry: RetryPolicy,
                  placeholder_shape: tuple[int, int, int, int], class_names: Sequence[str] | None = None,
                  source: str = "", time_windows: Sequence[tuple[float, float]] | None = None) -> None:
         if not videos:
@@ -142,11 +162,15 @@ class VideoClipDataset(torch.utils.data.Dataset):
         if num_crops > 1 and num_samples > 1:
             raise ValueError(f"{name}: num_crops = {num_crops} and num_samples = {num_samples}: "
                              "views of an item are either crops (test) or augmentations (train)")
+        if repeated is not None and (num_crops > 1 or num_clips > 1):
+            raise ValueError(f"{name}: repeated sampling is for training; it cannot combine with "
+                             f"{num_clips} clips x {num_crops} crops per video")
         # numpy-backed rows: forked workers read them without copying the list (record_store.py)
         self.videos = as_store(videos)
         self.name, self.backend = name, backend
         self.sample_clip, self.transform = sample_clip, transform
         self.num_clips, self.num_crops, self.num_samples = num_clips, num_crops, num_samples
+        self.repeated = repeated
         self.retry = retry
         self.placeholder_shape = placeholder_shape
         self.class_names = list(class_names) if class_names is not None else None
@@ -159,9 +183,14 @@ class VideoClipDataset(torch.utils.data.Dataset):
         return views_per_video(self.num_clips, self.num_crops)
 
     @property
+    def clips_per_item(self) -> int:
+        """Clips sampled from one decode: ``DATA.NUM_REPEATED_SAMPLES`` in train, else 1."""
+        return self.repeated.count if self.repeated is not None else 1
+
+    @property
     def views_per_item(self) -> int:
-        """Batch entries one item becomes: ``num_crops x num_samples`` (one of them is 1)."""
-        return self.num_crops * self.num_samples
+        """Batch entries one item becomes: ``clips_per_item x num_crops x num_samples``."""
+        return self.clips_per_item * self.num_crops * self.num_samples
 
     def __len__(self) -> int:
         return len(self.videos) * self.num_clips
@@ -211,14 +240,22 @@ class VideoClipDataset(torch.utils.data.Dataset):
             try:
                 with open_video(self.videos[video_index].path, self.backend) as video:
                     first, count = self._frames_of(video_index, video.num_frames, video.fps)
-                    clip = self.sample_clip(count, video.fps, clip_index)
-                    frames = torch.from_numpy(video.get_frames(clip.indices + first))
+                    if self.repeated is None:
+                        clips = [self.sample_clip(count, video.fps, clip_index).indices]
+                    else:
+                        clips = [clip.indices for clip in self.repeated(count, video.fps)]
+                    # one decode for all clips: each distinct frame once
+                    unique, inverse = np.unique(np.concatenate(clips), return_inverse=True)
+                    frames = torch.from_numpy(video.get_frames(unique + first))
             except VideoOpenError:
                 raise  # permanent: another attempt would fail the same way
             except DataError as e:
                 error = e
                 continue
-            return self.transform(frames, self.views_per_item)
+            if self.repeated is None:
+                return self.transform(_take(frames, inverse), self.views_per_item)
+            # the clips go to the transform together: one output tensor, no concatenation copy
+            return self.transform([_take(frames, p) for p in inverse.reshape(len(clips), -1)], self.num_samples)
         assert error is not None, "num_retries must be >= 1"
         raise error
 
@@ -250,6 +287,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
                 f"{self.num_crops} crops, backend={self.backend}, transform={self.transform!r})")
 
 
+def _take(frames: torch.Tensor, positions: np.ndarray) -> torch.Tensor:
+    """``frames[positions]``: a strided view when the positions step evenly (a clip of the decoded
+    frames usually does), else a gathered copy."""
+    steps = np.diff(positions)
+    if positions.size == 1 or (steps[0] > 0 and (steps == steps[0]).all()):
+        step = int(steps[0]) if positions.size > 1 else 1
+        return frames[int(positions[0]) : int(positions[-1]) + 1 : step]
+    return frames[torch.from_numpy(positions)]
+
+
 def test_short_side(cfg: CfgNode) -> int:
     """The short side test frames are scaled to: ``DATA.TEST_SHORT_SIDE``, where 0 means ``DATA.TEST_CROP_SIZE``."""
     return int(cfg.DATA.TEST_SHORT_SIDE or cfg.DATA.TEST_CROP_SIZE)
@@ -267,7 +314,8 @@ def build_kinetics(cfg: CfgNode, split: str, *, views: tuple[int, int] | None = 
     ``TEST.SPLIT`` (:func:`list_split`).
 
     Reads ``DATA.*`` (list, decoding, clip, crops), ``TEST.NUM_ENSEMBLE_VIEWS`` /
-    ``TEST.NUM_SPATIAL_CROPS``, ``AUG.NUM_SAMPLE`` / ``AUG.AA_TYPE`` (train only),
+    ``TEST.NUM_SPATIAL_CROPS``, ``AUG.NUM_SAMPLE`` / ``AUG.AA_TYPE`` / ``DATA.NUM_REPEATED_SAMPLES``
+    / ``DATA.REPEATED_SAMPLE_WINDOW`` (train only),
     ``DATA_LOADER.NUM_RETRIES``. ``DATA.MEAN`` / ``DATA.STD`` and random erasing belong to
     :func:`~stvit_video.datasets.device_transforms.build_device_transform`.
 
@@ -297,6 +345,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
     listed = list_split(cfg, split)
     spec = ClipSpec(data.NUM_FRAMES, data.SAMPLING_RATE, data.TARGET_FPS, data.OUT_OF_BOUND)
     num_clips = num_crops = num_samples = 1
+    repeated = None
     # module-level functions and partials, not lambdas: spawned workers must pickle them
     if split == "train":
         sampler: ClipSampler = functools.partial(_train_clip, spec)
@@ -306,6 +355,8 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
             relative_aspect=data.TRAIN_JITTER_ASPECT_RELATIVE,
             rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "", flip=data.RANDOM_FLIP)
         num_samples, crop = cfg.AUG.NUM_SAMPLE, data.TRAIN_CROP_SIZE
+        if data.NUM_REPEATED_SAMPLES > 1:
+            repeated = RepeatedSampler(spec, data.NUM_REPEATED_SAMPLES, data.REPEATED_SAMPLE_WINDOW)
     elif split == "val":
         sampler = functools.partial(_val_clip, spec)
         transform = EvalTransform(short_side=data.TRAIN_JITTER_SCALES[0], crop_size=data.TRAIN_CROP_SIZE)
@@ -318,7 +369,7 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
     return VideoClipDataset(
         videos.records, name=f"kinetics {split}" if split == listed else f"kinetics {split} ({listed} list)",
         backend=data.DECODING_BACKEND, sample_clip=sampler,
-        transform=transform, num_clips=num_clips, num_crops=num_crops, num_samples=num_samples,
+        transform=transform, num_clips=num_clips, num_crops=num_crops, num_samples=num_samples, repeated=repeated,
         retry=RetryPolicy(cfg.DATA_LOADER.NUM_RETRIES, substitute=split != "test",
                           retry_transient=split == "train"),
         placeholder_shape=(data.INPUT_CHANNEL_NUM, data.NUM_FRAMES, crop, crop),

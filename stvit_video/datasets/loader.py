@@ -3,9 +3,9 @@
 Batches (:class:`VideoBatch`) hold uint8 frames: move them with
 ``.to(device, non_blocking=True)`` and normalise there
 (:class:`stvit_video.datasets.device_transforms.DeviceTransform`). Each dataset item (one
-decoded clip) becomes ``V`` consecutive batch entries: ``AUG.NUM_SAMPLE`` augmentations in
-train (same labels and indices, view 0), one in val, ``TEST.NUM_SPATIAL_CROPS`` crops in test
-(views ``clip * num_crops + crop``).
+decoded clip) becomes ``V`` consecutive batch entries: in train ``DATA.NUM_REPEATED_SAMPLES x
+AUG.NUM_SAMPLE`` clips and augmentations (same labels and indices, view 0), one in val,
+``TEST.NUM_SPATIAL_CROPS`` crops in test (views ``clip * num_crops + crop``).
 
 Samplers, per split, with ``R`` ranks:
 
@@ -27,9 +27,12 @@ Samplers, per split, with ``R`` ranks:
 Batch sizes: ``TRAIN.BATCH_SIZE`` (train and val) and ``TEST.BATCH_SIZE`` are global and count
 batch entries (clips; views in test); each of the R ranks loads ``per_rank = global / R``
 (validation checks that ``max(NUM_GPUS, 1) * NUM_SHARDS`` divides them), i.e.
-``max(per_rank // V, 1)`` items: ``per_rank / AUG.NUM_SAMPLE`` videos in train,
+``max(per_rank // V, 1)`` items: ``per_rank / (AUG.NUM_SAMPLE x DATA.NUM_REPEATED_SAMPLES)`` videos in train,
 ``per_rank / TEST.NUM_SPATIAL_CROPS`` clips in test (at least one item, so a per-rank test
-batch smaller than the crops still loads whole clips).
+batch smaller than the crops still loads whole clips). Epochs: ``AUG.NUM_SAMPLE`` augmentations
+add steps (every video once per epoch, SlowFast's convention); ``DATA.NUM_REPEATED_SAMPLES = k``
+does not: an epoch takes ``videos / k`` items, the same number of clips and steps as ``k = 1``
+(see :class:`TrainSampler`).
 
 Workers: ``worker_init_fn`` seeds NumPy and ``random`` per worker and silences the native
 decoder libraries there (:func:`stvit_video.datasets.decoder.quiet_native_logging`). With
@@ -143,17 +146,26 @@ class TrainSampler(Sampler[tuple[int, int]]):
     of ``(seed, e, position)``; :class:`VideoClipDataset` draws the clip and augmentation of the
     item from it, so a position gives the same sample whatever the number of ranks.
 
+    ``repeats = k > 1`` (``DATA.NUM_REPEATED_SAMPLES``: every item brings k clips) keeps an epoch
+    in clips: an epoch has ``ceil(num_items / (k R)) R`` positions, and ``k`` consecutive epochs
+    share one permutation (seeded with ``(seed, e // k)``, padded to ``k`` epochs), epoch ``e``
+    taking its part ``e % k``: each video once per ``k`` epochs. ``repeats = 1`` is the above.
+
     Call :meth:`set_epoch` before iterating; ``start`` (a global position, the items the epoch
     already consumed on all ranks together) resumes inside an epoch and shortens ``len()``.
     """
 
-    def __init__(self, num_items: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0) -> None:
+    def __init__(self, num_items: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0,
+                 repeats: int = 1) -> None:
         if num_items < 1:
             raise ValueError("TrainSampler needs at least one item")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside [0, num_replicas = {num_replicas})")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
         self.num_items, self.num_replicas, self.rank, self.seed = num_items, num_replicas, rank, seed
-        self.per_rank = -(-num_items // num_replicas)
+        self.repeats = repeats
+        self.per_rank = -(-num_items // (num_replicas * repeats))
         self.epoch, self.start = 0, 0
 
     @property
@@ -167,14 +179,17 @@ class TrainSampler(Sampler[tuple[int, int]]):
             raise ValueError(f"start {start} outside [0, {self.items_per_epoch}] positions of the epoch")
         self.epoch, self.start = epoch, start
 
-    def _item_seed(self, position: int) -> int:
-        return (((self.seed * 1_000_003) + self.epoch) * 1_000_003 + position) % 2**62
+    def _seed_of(self, epoch: int, position: int) -> int:
+        return (((self.seed * 1_000_003) + epoch) * 1_000_003 + position) % 2**62
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self._item_seed(-1))  # no position is -1
+        cycle, part = divmod(self.epoch, self.repeats)
+        generator = torch.Generator().manual_seed(self._seed_of(cycle, -1))  # no position is -1
         order = torch.randperm(self.num_items, generator=generator).tolist()
-        order += order[: self.items_per_epoch - self.num_items]  # pad to equal shards
-        return iter([(order[p], self._item_seed(p)) for p in self._positions()])
+        cycle_items = self.items_per_epoch * self.repeats
+        order = (order * -(-cycle_items // self.num_items))[:cycle_items]  # pad to equal shards
+        offset = part * self.items_per_epoch
+        return iter([(order[offset + p], self._seed_of(self.epoch, p)) for p in self._positions()])
 
     def _positions(self) -> range:
         return range(self.start + self.rank, self.items_per_epoch, self.num_replicas)
@@ -256,7 +271,8 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
     batch_size = max(max(global_batch // num_replicas, 1) // dataset.views_per_item, 1)
     generator = torch.Generator().manual_seed(cfg.RNG_SEED + rank)
     if train:
-        sampler: Sampler = TrainSampler(len(dataset), num_replicas=num_replicas, rank=rank, seed=cfg.RNG_SEED)
+        sampler: Sampler = TrainSampler(len(dataset), num_replicas=num_replicas, rank=rank, seed=cfg.RNG_SEED,
+                                        repeats=dataset.clips_per_item)
     else:
         sampler = ShardSampler(len(dataset), num_replicas, rank)
     workers = cfg.DATA_LOADER.NUM_WORKERS

@@ -199,10 +199,11 @@ class TrainTransform:
         self.rand_augment_spec = rand_augment
         self._rand_augment = _build_rand_augment(parse_rand_augment(rand_augment)) if rand_augment else None
 
-    def __call__(self, frames: torch.Tensor, num_views: int = 1) -> torch.Tensor:
-        """uint8 (T, H, W, C) -> uint8 (num_views, C, T, crop, crop), each view augmented anew."""
-        x = to_tchw(frames)
-        return stack_views([self._augment(x) for _ in range(num_views)])
+    def __call__(self, frames: torch.Tensor | Sequence[torch.Tensor], num_views: int = 1) -> torch.Tensor:
+        """uint8 (T, H, W, C) -> uint8 (num_views, C, T, crop, crop), each view augmented anew; a
+        sequence of K clips (repeated sampling) -> (K x num_views, ...), clip by clip, in one copy."""
+        clips = [frames] if isinstance(frames, torch.Tensor) else frames
+        return stack_views([self._augment(to_tchw(clip)) for clip in clips for _ in range(num_views)])
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop)."""

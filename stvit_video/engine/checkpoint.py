@@ -19,7 +19,8 @@ Format (``format_version`` 1): a dict, readable with ``torch.load(weights_only=T
     position        where the epoch stands in samples, or None (files of older versions):
                     ``samples_in_epoch`` (items of the epoch consumed by all ranks),
                     ``items_per_step``, ``items_per_epoch``, ``num_items`` (training videos),
-                    ``world_size``, ``accum_steps``, ``batch_size`` (global), ``seed``
+                    ``world_size``, ``accum_steps``, ``batch_size`` (global), ``seed``,
+                    ``repeated_samples`` (``DATA.NUM_REPEATED_SAMPLES``; absent before: 1)
     rng             :func:`capture_rng_state` of rank 0
     rng_ranks       :func:`capture_rng_state` of every rank, in rank order, or None
     cfg             the merged config, as YAML text
@@ -97,7 +98,7 @@ TEST_TRANSFORM_KEYS = ("mean", "std", "short_side", "crop", "num_frames", "sampl
 # keys of the test transform that files of older versions may lack (the config's value is used)
 OPTIONAL_TRANSFORM_KEYS = ("out_of_bound",)
 POSITION_KEYS = ("samples_in_epoch", "items_per_step", "items_per_epoch", "num_items", "world_size", "accum_steps",
-                 "batch_size", "seed")
+                 "batch_size", "seed", "repeated_samples")
 LAST_NAME, BEST_NAME = "last.pyth", "best.pyth"
 _NAME = re.compile(r"^checkpoint_epoch_(\d{5,})(?:_(iter|sample)_(\d{6,}))?\.pyth$")
 _FOREIGN_HINT = ("if it holds weights in another layout, load it as pretrained weights with "

@@ -63,7 +63,7 @@ def batch_layout(cfg: CfgNode, ctx: DistContext, plan: EpochPlan) -> dict[str, i
     """The batch layout of this run, in the terms a checkpoint's ``position`` records."""
     return {"items_per_step": plan.items_per_batch * cfg.TRAIN.ACCUM_STEPS, "items_per_epoch": plan.items_per_epoch,
             "num_items": plan.num_items, "world_size": ctx.world_size, "accum_steps": cfg.TRAIN.ACCUM_STEPS,
-            "batch_size": cfg.TRAIN.BATCH_SIZE, "seed": cfg.RNG_SEED}
+            "batch_size": cfg.TRAIN.BATCH_SIZE, "seed": cfg.RNG_SEED, "repeated_samples": cfg.DATA.NUM_REPEATED_SAMPLES}
 
 
 def resume_samples(cfg: CfgNode, now: dict[str, int], state: dict[str, Any], path: Path) -> int:
@@ -91,6 +91,14 @@ def resume_samples(cfg: CfgNode, now: dict[str, int], state: dict[str, Any], pat
             f"videos and RNG_SEED {now['seed']}, so continuing that epoch would train some videos twice and skip "
             f"others. Restore the training list and RNG_SEED, or resume from the end of epoch {epoch} by "
             f"removing {path.name} and any newer mid-epoch checkpoint from {path.parent}")
+    repeats = saved.get("repeated_samples", 1)  # files before repeated sampling: 1
+    if repeats != now["repeated_samples"]:
+        raise CheckpointError(
+            f"resume: {path} stopped inside epoch {epoch + 1} with DATA.NUM_REPEATED_SAMPLES {repeats}, whose epochs "
+            f"walk the videos in parts of 1/{repeats}; with {now['repeated_samples']} the rest of that epoch would "
+            f"train some videos twice and skip others. Set DATA.NUM_REPEATED_SAMPLES {repeats} to finish the epoch, "
+            f"or resume from the end of epoch {epoch} by removing {path.name} and any newer mid-epoch checkpoint "
+            f"from {path.parent}")
     if layout:
         logger.warning("resume: %s stopped after %d of the %d samples of epoch %d; the run continues from sample "
                        "%d with another layout (%s): each remaining sample of the epoch is trained once, at the LR "

@@ -138,6 +138,10 @@ def train(cfg: CfgNode, ctx: DistContext, on_ready: Optional[Callable[[], None]]
     model = _wrap(bare, cfg, ctx)
     logger.info("training %s on %d process(es) (%s), %d clips per process per step, %d train / %d val videos",
                 cfg.MODEL.ARCH, ctx.world_size, ctx.device, per_rank, len(train_set.videos), len(val_set.videos))
+    if train_set.clips_per_item > 1:
+        logger.info("repeated sampling: %d clips per decoded window (%g clip spans); an epoch is %d videos, each "
+                    "video once every %d epochs", train_set.clips_per_item, cfg.DATA.REPEATED_SAMPLE_WINDOW,
+                    plan.items_per_epoch, train_set.clips_per_item)
     trainer = _build_trainer(cfg, ctx, model, optimizer, scaler, lr, train_loader, val_loader, plan, layout,
                              progress, resumed_at=None if choice is None else progress.global_step)
     return _run(trainer, ctx, model, checkpoint_dir(cfg))

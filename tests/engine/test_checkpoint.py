@@ -64,7 +64,8 @@ def _trained(steps: int = 2):
 
 def _position(samples: int, **changes) -> dict:
     return {"samples_in_epoch": samples, "items_per_step": 8, "items_per_epoch": 96, "num_items": 95,
-            "world_size": 2, "accum_steps": 1, "batch_size": 8, "seed": 0, **changes}
+            "world_size": 2, "accum_steps": 1, "batch_size": 8, "seed": 0, "repeated_samples": 1,
+            **changes}
 
 
 def _state(model, optimizer=None, scaler=None, *, epoch=1, it=0, step=10, best=None, samples=None, **kw):

@@ -323,3 +323,34 @@ def test_validation_runs_the_bare_model_inside_compile_and_ddp_wrappers():
     result = run_evaluation(compiled, [batch], device=torch.device("cpu"),
                             device_transform=DeviceTransform([0.5] * 3, [0.25] * 3), amp_dtype=None)
     assert result["count"] == 4 and bare.training
+
+
+def test_repeated_sampling_trains_in_clips_and_resumes_inside_an_epoch_exactly(colour_data, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """DATA.NUM_REPEATED_SAMPLES 2: 6-clip steps of 3 videos, 4 steps per epoch as with k = 1; the two
+    epochs of a cycle load each of the 24 videos once, also across a kill and resume in epoch 2."""
+    loaded: list[tuple[int, int, int]] = []  # (epoch, position, video) of every training item
+    item = VideoClipDataset.__getitem__
+
+    def spy(self, key):
+        if isinstance(key, tuple):
+            loaded.append((*divmod(key[1], 1_000_003), key[0]))
+        return item(self, key)
+
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", spy)
+    out = tmp_path / "run"
+    args = ("TEST.ENABLE", "False", "SOLVER.MAX_EPOCH", 2, "TRAIN.CHECKPOINT_PERIOD_ITERS", 1, "LOG_PERIOD", 1,
+            "DATA.NUM_REPEATED_SAMPLES", 2)
+    _kill_after_mid_epoch_save(monkeypatch, samples=6)
+    with pytest.raises(_Killed):
+        main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, *args)])
+    assert "repeated sampling: 2 clips per decoded window (1 clip spans); an epoch is 12 videos" in capsys.readouterr().out
+    monkeypatch.undo()
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", spy)
+    before = len(loaded)
+    assert main(["--cfg", "kinetics400", *tiny_overrides(colour_data, out, *args)]) == 0
+    assert sorted(p for e, p, _ in loaded[before:]) == list(range(6, 12))  # the rest of epoch 2, once
+    killed_run, resumed_run = loaded[:before], loaded[before:]
+    assert sorted(p for e, p, _ in killed_run if e == 1) == list(range(6))
+    assert sorted(v for _, _, v in killed_run + resumed_run) == list(range(24))  # the cycle: every video once
+    assert [r["global_step"] for r in _stats(out)] == list(range(1, 9))  # 4 steps per epoch, none twice
