@@ -43,7 +43,7 @@ if [ "$CHAIN" = 1 ]; then
         || status=1
 fi
 if [ "$BENCH" = 1 ]; then
-    TINY="swin3d_tiny stvit_r_swin3d_tiny_perframe stvit_r_swin3d_tiny_spatiotemporal stvit_swin3d_tiny_perframe stvit_swin3d_tiny_spatiotemporal"
+    TINY="swin3d_tiny stvit_r_swin3d_tiny_perframe stvit_r_swin3d_tiny_spatiotemporal stvit_swin3d_tiny_perframe stvit_swin3d_tiny_spatiotemporal tome_swin3d_tiny"
     run() {  # name, extra args...
         local name=$1; shift
         echo "=== $name"

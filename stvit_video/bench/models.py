@@ -37,7 +37,7 @@ __all__ = ["ATTENTION_KERNELS", "DEFAULT_MODELS", "DTYPES", "attention_kernels",
            "run", "time_round_robin"]
 
 DEFAULT_MODELS = ["swin3d_tiny", "stvit_r_swin3d_tiny_perframe", "stvit_r_swin3d_tiny_spatiotemporal",
-                  "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal"]
+                  "stvit_swin3d_tiny_perframe", "stvit_swin3d_tiny_spatiotemporal", "tome_swin3d_tiny"]
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 

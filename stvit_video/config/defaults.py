@@ -243,6 +243,13 @@ _C.STVIT.USE_GLOBAL = None
 _C.STVIT.LAYER_SCALE_INIT = None
 
 # ---------------------------------------------------------------------------- #
+# ToMe token merging (tome_* variants only; None = the variant's value)
+# ---------------------------------------------------------------------------- #
+_C.TOME = CfgNode()
+# Fraction of each window's tokens merged in every branch of the merging stage's blocks, in [0, 1).
+_C.TOME.MERGE_RATIO = None
+
+# ---------------------------------------------------------------------------- #
 # Optimizer and schedule
 # ---------------------------------------------------------------------------- #
 _C.SOLVER = CfgNode()

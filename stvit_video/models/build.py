@@ -2,9 +2,10 @@
 
 ``MODEL.ARCH`` names a variant of :mod:`stvit_video.models.registry`; the other model keys are
 constructor arguments of :class:`~stvit_video.models.swin3d.SwinTransformer3D` (``SWIN.*``) or
-fields of :class:`~stvit_video.models.stvit.STViTConfig` (``STVIT.*``). A key left at ``None``
-keeps the variant's value; a set key overrides it. The config object is duck-typed (attribute
-access), so this module needs no fvcore.
+fields of :class:`~stvit_video.models.stvit.STViTConfig` (``STVIT.*``) or of
+:class:`~stvit_video.models.tome.ToMeConfig` (``TOME.*``). A key left at ``None`` keeps the
+variant's value; a set key overrides it. The config object is duck-typed (attribute access),
+so this module needs no fvcore.
 
 Key -> argument (the key's last part in lower case, except where this table says otherwise):
 
@@ -15,6 +16,7 @@ Key -> argument (the key's last part in lower case, except where this table says
     DATA.TRAIN_CROP_SIZE    img_size      (sizes the STViT global centres)
     SWIN.<KEY>              <key>         e.g. SWIN.DROP_PATH_RATE -> drop_path_rate
     STVIT.<KEY>             stvit.<key>   e.g. STVIT.NUM_UNITS -> STViTConfig.num_units
+    TOME.MERGE_RATIO        tome.merge_ratio  (the stage merging tokens is the variant's)
 """
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ from stvit_video.config.access import get_key
 from stvit_video.models.registry import VARIANTS, get_variant
 from stvit_video.models.stvit import STViTConfig
 from stvit_video.models.swin3d import SwinTransformer3D, check_swin_args
+from stvit_video.models.tome import ToMeConfig
 from stvit_video.utils.errors import ConfigError, InvalidArgument
 
-__all__ = ["ARG_KEYS", "STVIT_KEYS", "build_model", "build_model_from_arch", "check_model_config", "model_arch"]
+__all__ = ["ARG_KEYS", "STVIT_KEYS", "TOME_KEYS", "build_model", "build_model_from_arch", "check_model_config",
+           "model_arch"]
 
 # constructor argument -> config key, for every argument the config sets
 ARG_KEYS: dict[str, str] = {
@@ -44,6 +48,8 @@ ARG_KEYS: dict[str, str] = {
 }
 # STViTConfig field -> config key
 STVIT_KEYS: dict[str, str] = {f.name: f"STVIT.{f.name.upper()}" for f in dataclasses.fields(STViTConfig)}
+# ToMeConfig field -> config key (ToMeConfig.stage stays the variant's)
+TOME_KEYS: dict[str, str] = {"merge_ratio": "TOME.MERGE_RATIO"}
 # arguments a variant may fix: their keys default to None (= keep the variant's value)
 _VARIANT_ARGS = ("embed_dim", "depths", "num_heads", "patch_size", "window_size", "stem_channels", "weight_init")
 _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D).parameters.items()}
@@ -51,7 +57,8 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D)
 
 def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
     """An argument error of a model class, named by its config key."""
-    key = (STVIT_KEYS if e.owner == "STViTConfig" else ARG_KEYS).get(e.arg, e.arg)
+    table = {"STViTConfig": STVIT_KEYS, "ToMeConfig": TOME_KEYS}.get(e.owner, ARG_KEYS)
+    key = table.get(e.arg, e.arg)
     return ConfigError(f"{key} = {e.value!r} ({cfg.MODEL.ARCH} with overrides): {e.why}")
 
 
@@ -64,12 +71,12 @@ def model_arch(cfg: Any) -> dict[str, Any]:
     """The architecture the config asks for: ``{"name": variant name, "kwargs": {...}}``.
 
     ``kwargs`` are complete constructor arguments of :class:`SwinTransformer3D`, with
-    ``stvit`` as a plain dict (or None), so the result is JSON-able and rebuilds the model
-    with :func:`build_model_from_arch` without the config (checkpoints store it).
+    ``stvit`` and ``tome`` as plain dicts (or None), so the result is JSON-able and rebuilds
+    the model with :func:`build_model_from_arch` without the config (checkpoints store it).
 
     Raises:
-        ConfigError: unknown ``MODEL.ARCH``, or ``STVIT.*`` keys set for a variant without
-            semantic tokens.
+        ConfigError: unknown ``MODEL.ARCH``, or ``STVIT.*`` (``TOME.*``) keys set for a variant
+            without semantic tokens (token merging).
     """
     name = cfg.MODEL.ARCH
     if name not in VARIANTS:
@@ -92,6 +99,15 @@ def model_arch(cfg: Any) -> dict[str, Any]:
     except InvalidArgument as e:
         raise _config_error(cfg, e) from e
     kwargs["stvit"] = stvit.as_dict() if stvit is not None else None
+    tome_set = {"merge_ratio": cfg.TOME.MERGE_RATIO} if cfg.TOME.MERGE_RATIO is not None else {}
+    if variant.tome is None and tome_set:
+        raise ConfigError(f"{', '.join(TOME_KEYS[f] for f in tome_set)} set, but MODEL.ARCH = {name!r} has no "
+                          "token merging; use a tome_* variant")
+    try:
+        tome = dataclasses.replace(variant.tome, **tome_set) if variant.tome is not None else None
+    except InvalidArgument as e:
+        raise _config_error(cfg, e) from e
+    kwargs["tome"] = tome.as_dict() if tome is not None else None
     return {"name": name, "kwargs": kwargs}
 
 
@@ -100,6 +116,8 @@ def build_model_from_arch(arch: dict[str, Any]) -> SwinTransformer3D:
     kwargs = dict(arch["kwargs"])
     if kwargs.get("stvit") is not None:
         kwargs["stvit"] = STViTConfig(**kwargs["stvit"])
+    if kwargs.get("tome") is not None:  # absent from checkpoints written before ToMe
+        kwargs["tome"] = ToMeConfig(**kwargs["tome"])
     return SwinTransformer3D(**kwargs)
 
 
@@ -116,6 +134,8 @@ def check_model_config(cfg: Any) -> None:
                                                   "stem_channels", "weight_init")})
         if kwargs["stvit"] is not None:
             STViTConfig(**kwargs["stvit"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
+        if kwargs["tome"] is not None:
+            ToMeConfig(**kwargs["tome"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
     except InvalidArgument as e:
         raise _config_error(cfg, e) from e
     if not 0.0 <= cfg.MODEL.HEAD_DROPOUT < 1.0:

@@ -1,9 +1,10 @@
 """Named model variants, timm style: ``create_model("stvit_r_swin3d_tiny_perframe", num_classes=10)``.
 
 Each variant fixes the architecture (Swin sizes and, for STViT, where and how semantic tokens
-replace blocks) and records what a user needs around it: the input it was designed for, the
-normalisation, and its FLOPs per view at that input. The Swin-T/S/B sizes live here and only
-here; configs name a variant in ``MODEL.ARCH`` and tests and tools build from this table.
+replace blocks; for the ToMe baselines, how many tokens stage 3 merges) and records what a
+user needs around it: the input it was designed for, the normalisation, and its FLOPs per
+view at that input. The Swin-T/S/B sizes live here and only here; configs name a variant in
+``MODEL.ARCH`` and tests and tools build from this table.
 
 FLOPs: fvcore at batch 1, one multiply-add = one FLOP, ``scaled_dot_product_attention``
 counted by :func:`stvit_video.utils.flops.sdpa_flop_jit`; softmax and GELU not counted. The
@@ -17,6 +18,7 @@ from typing import Any, Optional
 
 from stvit_video.models.stvit import STViTConfig
 from stvit_video.models.swin3d import SwinTransformer3D
+from stvit_video.models.tome import ToMeConfig
 
 __all__ = ["ModelVariant", "VARIANTS", "create_model", "get_variant", "list_variants", "register_variant",
            "SWIN_SIZES"]
@@ -41,7 +43,7 @@ class ModelVariant:
         name: registry key, e.g. ``swin3d_tiny``.
         description: one line for listings.
         kwargs: constructor arguments of :class:`SwinTransformer3D` that define the variant
-            (sizes, and ``stvit`` for semantic-token variants).
+            (sizes, ``stvit`` for semantic-token variants, ``tome`` for token merging).
         input_size: (C, T, H, W) of one view the variant is designed and counted for.
         mean, std: per-channel normalisation of RGB values in [0, 1].
         gflops: FLOPs per view at ``input_size`` (see the module docstring).
@@ -60,6 +62,10 @@ class ModelVariant:
     @property
     def stvit(self) -> Optional[STViTConfig]:
         return self.kwargs.get("stvit")
+
+    @property
+    def tome(self) -> Optional[ToMeConfig]:
+        return self.kwargs.get("tome")
 
 
 VARIANTS: dict[str, ModelVariant] = {}
@@ -90,26 +96,30 @@ def create_model(name: str, **overrides: Any) -> SwinTransformer3D:
     """Build variant ``name`` (randomly initialised, on the CPU), with constructor ``overrides``.
 
     ``stvit`` may be given as a dict of :class:`STViTConfig` fields to change, e.g.
-    ``create_model("stvit_r_swin3d_tiny_perframe", stvit={"sample_window_size": 4})``.
+    ``create_model("stvit_r_swin3d_tiny_perframe", stvit={"sample_window_size": 4})``, and
+    ``tome`` as a dict of :class:`ToMeConfig` fields, e.g. ``tome={"merge_ratio": 0.0}``.
     """
     variant = get_variant(name)
     kwargs = dict(variant.kwargs)
-    stvit_overrides = overrides.pop("stvit", None)
-    if isinstance(stvit_overrides, dict):
-        if variant.stvit is None:
-            raise ValueError(f"{name} has no semantic tokens; stvit fields {sorted(stvit_overrides)} do not apply")
-        kwargs["stvit"] = dataclasses.replace(variant.stvit, **stvit_overrides)
-    elif stvit_overrides is not None:
-        kwargs["stvit"] = stvit_overrides
+    for arg, config, what in (("stvit", variant.stvit, "semantic tokens"), ("tome", variant.tome, "token merging")):
+        changes = overrides.pop(arg, None)
+        if isinstance(changes, dict):
+            if config is None:
+                raise ValueError(f"{name} has no {what}; {arg} fields {sorted(changes)} do not apply")
+            kwargs[arg] = dataclasses.replace(config, **changes)
+        elif changes is not None:
+            kwargs[arg] = changes
     kwargs.update(overrides)
     return SwinTransformer3D(**kwargs)
 
 
 def _register(name: str, size: str, description: str, gflops: float, paper_gflops: Optional[float] = None,
-              stvit: Optional[STViTConfig] = None) -> None:
+              stvit: Optional[STViTConfig] = None, tome: Optional[ToMeConfig] = None) -> None:
     kwargs = dict(SWIN_SIZES[size])
     if stvit is not None:
         kwargs["stvit"] = stvit
+    if tome is not None:
+        kwargs["tome"] = tome
     register_variant(ModelVariant(name=name, description=description, kwargs=kwargs, gflops=gflops,
                                   paper_gflops=paper_gflops))
 
@@ -133,6 +143,10 @@ _register("stvit_r_swin3d_small_perframe", "small", "STViT-R Swin-S, per-frame s
           101.59, stvit=dataclasses.replace(_PERFRAME, num_units=3))
 _register("stvit_r_swin3d_base_perframe", "base", "STViT-R Swin-B, per-frame semantic tokens, 3 units",
           173.18, stvit=dataclasses.replace(_PERFRAME, num_units=3))
+# ToMe baselines (stvit_video/models/tome.py): a trained Swin's weights, unchanged, with every block of
+# stage 3 merging tokens in each window; the ratio is set so the FLOPs equal the STViT-R variant's.
+_register("tome_swin3d_tiny", "tiny", "ToMe Swin-T, stage 3 merges 56% of each window's tokens "
+          "(training-free baseline at STViT-R Swin-T's FLOPs)", 66.67, tome=ToMeConfig(merge_ratio=0.56))
 
 
 # --- Demo variants (configs/demo, ``run_net.py --cfg demo``): trained from scratch on the built-in
@@ -156,3 +170,7 @@ register_variant(ModelVariant(
     description="plain STViT demo size, per-frame, ends on the semantic grid, for the CPU demo",
     kwargs=dict(_DEMO, stvit=dataclasses.replace(_PERFRAME, stage=0, recovery=False)), input_size=_DEMO_INPUT,
     gflops=0.0892))
+register_variant(ModelVariant(
+    name="tome_swin3d_demo",
+    description="ToMe demo size, the stage merges 60.5% of each window's tokens (at the demo STViT-R's FLOPs)",
+    kwargs=dict(_DEMO, tome=ToMeConfig(merge_ratio=0.605, stage=0)), input_size=_DEMO_INPUT, gflops=0.1047))

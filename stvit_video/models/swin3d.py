@@ -443,9 +443,11 @@ class SwinStage3D(nn.Module):
     (B, D, H, W, C) -> (B, D, H', W', C') with H' = ceil(H/2), C' = 2C if it downsamples.
     """
 
-    def __init__(self, spec: StageSpec) -> None:
+    def __init__(self, spec: StageSpec, blocks: Optional[Sequence[nn.Module]] = None) -> None:
+        """``blocks``: the stage's blocks instead of the spec's Swin blocks (same state-dict keys)."""
         super().__init__()
-        self.blocks = nn.ModuleList([spec.swin_block(j, shifted=j % 2 == 1) for j in range(spec.depth)])
+        self.blocks = nn.ModuleList(blocks if blocks is not None else
+                                    [spec.swin_block(j, shifted=j % 2 == 1) for j in range(spec.depth)])
         self.downsample = spec.merging()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -532,8 +534,9 @@ def check_swin_args(*, embed_dim: int, depths: Sequence[int], num_heads: Sequenc
 
 class StageReplacement(Protocol):
     """What can replace one stage of :class:`SwinTransformer3D` (STViT's
-    :class:`~stvit_video.models.stvit.STViTConfig` is one): it names its stage, checks that it fits
-    the backbone, and builds the stage's module from the stage's spec."""
+    :class:`~stvit_video.models.stvit.STViTConfig` and ToMe's
+    :class:`~stvit_video.models.tome.ToMeConfig` are two): it names its stage, checks that it
+    fits the backbone, and builds the stage's module from the stage's spec."""
 
     stage: int
 
@@ -544,7 +547,7 @@ class StageReplacement(Protocol):
 
 class SwinTransformer3D(nn.Module):
     """Video Swin Transformer classifier with the timm model interface, optionally with STViT
-    semantic tokens in one stage.
+    semantic tokens or ToMe token merging in one stage.
 
     Args:
         num_classes: classes of the head (0 = no classifier, features only).
@@ -564,6 +567,9 @@ class SwinTransformer3D(nn.Module):
         stvit: a :class:`StageReplacement` (STViT's semantic tokens,
             :class:`stvit_video.models.stvit.STViTConfig`) for stage ``stvit.stage``, which it
             builds; None = plain Video Swin.
+        tome: a :class:`StageReplacement` merging tokens in stage ``tome.stage``
+            (:class:`stvit_video.models.tome.ToMeConfig`, the ToMe baseline); None = no merging.
+            Exclusive with ``stvit``.
         img_size: training crop side; sizes what the STViT stage learns per position (its
             global centres); any other crop works at run time.
         stem_channels: widths of a convolutional stem replacing the linear patch embedding
@@ -577,12 +583,17 @@ class SwinTransformer3D(nn.Module):
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, patch_norm: bool = True,
                  drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  head_dropout: float = 0.5, stvit: Optional[StageReplacement] = None,
-                 img_size: int = 224, stem_channels: Sequence[int] = (), weight_init: str = "swin") -> None:
+                 img_size: int = 224, stem_channels: Sequence[int] = (), weight_init: str = "swin",
+                 tome: Optional[StageReplacement] = None) -> None:
         super().__init__()
         check_swin_args(embed_dim=embed_dim, depths=depths, num_heads=num_heads, patch_size=patch_size,
                         window_size=window_size, stem_channels=stem_channels, weight_init=weight_init)
-        if stvit is not None:
-            stvit.check_fits(depths=tuple(depths), window_size=tuple(window_size))
+        if stvit is not None and tome is not None:
+            raise InvalidArgument("SwinTransformer3D", "tome", tome, "a model has semantic tokens (stvit) or "
+                                  "token merging (tome), not both; set one of them to None")
+        replacement = stvit if stvit is not None else tome
+        if replacement is not None:
+            replacement.check_fits(depths=tuple(depths), window_size=tuple(window_size))
         self.num_classes = num_classes
         self.depths = tuple(depths)
         self.window_size = tuple(window_size)
@@ -590,6 +601,7 @@ class SwinTransformer3D(nn.Module):
         self.embed_dim = embed_dim
         self.num_features = embed_dim * 2 ** (self.num_layers - 1)
         self.stvit = stvit
+        self.tome = tome
         self.grad_checkpointing = False
 
         self.patch_embed = PatchEmbed3D(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
@@ -603,8 +615,8 @@ class SwinTransformer3D(nn.Module):
                 dim=embed_dim * 2**i, depth=depths[i], num_heads=num_heads[i], window_size=self.window_size,
                 mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
                 drop_path=tuple(dpr[sum(depths[:i]):sum(depths[:i + 1])]), downsample=i < self.num_layers - 1)
-            if stvit is not None and i == stvit.stage:
-                self.layers.append(stvit.build_stage(spec, feature_side=side))
+            if replacement is not None and i == replacement.stage:
+                self.layers.append(replacement.build_stage(spec, feature_side=side))
             else:
                 self.layers.append(SwinStage3D(spec))
             side = math.ceil(side / 2)
