@@ -48,5 +48,6 @@ setup(
                     "onnx": ["onnx", "onnxruntime", "onnxscript"]},
     entry_points={"console_scripts": ["stvit-run=stvit_video.cli:main", "stvit-prep=data_prep.cli:main",
                                      "stvit-predict=stvit_video.predict_cli:main",
-                                     "stvit-export=stvit_video.export_cli:main"]},
+                                     "stvit-export=stvit_video.export_cli:main",
+                                     "stvit-visualize=stvit_video.visualize_cli:main"]},
 )

@@ -93,6 +93,8 @@ _C.TEST.COMPARE_WITH = []
 _C.TEST.NUM_ENSEMBLE_VIEWS = 4
 # Spatial crops per clip: 1 = centre, 3 = left/centre/right along the long side.
 _C.TEST.NUM_SPATIAL_CROPS = 3
+# Pictures (Grad-CAM, semantic tokens) of this many most confused test videos, in eval/visualize and report.html.
+_C.TEST.VISUALIZE = 0
 
 # ---------------------------------------------------------------------------- #
 # Data

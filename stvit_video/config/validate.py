@@ -37,7 +37,7 @@ def _check_run(cfg: CfgNode) -> None:
     _positive_int(cfg, "LOG_PERIOD")
     for key in ("TRAIN.ACCUM_STEPS", "TRAIN.EVAL_PERIOD", "TRAIN.CHECKPOINT_PERIOD"):
         _positive_int(cfg, key)
-    for key in ("TRAIN.CHECKPOINT_PERIOD_ITERS", "TEST.MAX_VIEWS_PER_BATCH"):
+    for key in ("TRAIN.CHECKPOINT_PERIOD_ITERS", "TEST.MAX_VIEWS_PER_BATCH", "TEST.VISUALIZE"):
         value = get_key(cfg, key)
         _require(isinstance(value, int) and value >= 0, key, value, "must be an integer >= 0 (0 = off)")
     _require(cfg.DIST.TIMEOUT_S > 0, "DIST.TIMEOUT_S", cfg.DIST.TIMEOUT_S, "must be > 0 seconds")

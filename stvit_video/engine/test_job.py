@@ -181,6 +181,8 @@ def _write_results(cfg: CfgNode, ctx: DistContext, dataset: VideoClipDataset, ba
     extra = _extra_results(cfg, results, passes.shuffled, meta["model"].get("gflops_per_view"))
     if extra:
         meta["extra_results"] = extra
+    if cfg.TEST.VISUALIZE:
+        meta["visualized"] = _visualize(cfg, bare, dataset, results, out)
     results = dataclasses.replace(results, meta=meta)
     results.save(save_path)
     report = build_report(results, out)
@@ -188,6 +190,27 @@ def _write_results(cfg: CfgNode, ctx: DistContext, dataset: VideoClipDataset, ba
     logger.info("per-view logits saved to %s", save_path)
     return {**headline_metrics(results), "report": str(out / "report.html"), "results": str(save_path),
             "extra_results": meta.get("extra_results", {})}
+
+
+def _visualize(cfg: CfgNode, model: nn.Module, dataset: VideoClipDataset, results: EvalResults,
+               out: Path) -> dict[str, Any]:
+    """Pictures of the TEST.VISUALIZE most confused videos in ``out/visualize`` for the report
+    (:func:`stvit_video.engine.visualize.visualize_most_confused`); pictures that cannot be drawn
+    are a warning and a note in the report, never lost results."""
+    from stvit_video.engine.visualize import visualize_most_confused
+
+    rule = ("the videos with the lowest true-class score (softmax combined over their views as in the headline); "
+            "one clip each: the centre clip x centre crop, Grad-CAM for the class that clip predicts")
+    try:
+        videos = visualize_most_confused(
+            model, cfg, records=[dataset.videos[i] for i in range(len(dataset.videos))],
+            class_names=results.class_names, logits=results.logits, valid=results.valid, ensemble=results.ensemble,
+            out_dir=out, count=cfg.TEST.VISUALIZE, arch=str(results.meta["model"].get("arch", "")))
+    except Exception as e:  # noqa: BLE001 - pictures must not cost the report
+        logger.warning("test: the pictures of TEST.VISUALIZE could not be drawn (%s: %s); the report goes without them",
+                       type(e).__name__, e)
+        return {"rule": rule, "videos": [], "error": f"{type(e).__name__}: {e}"}
+    return {"rule": rule, "videos": videos}
 
 
 def _provenance(cfg: CfgNode, ctx: DistContext, dataset: VideoClipDataset, checkpoint: dict[str, Any], digest: str,

@@ -282,7 +282,15 @@ class SemanticAttention(nn.Module):
     """Multi-head attention with separate q and kv projections (queries may differ from keys).
 
     No masks, no position bias: q (B, Nq, C) attends kv (B, Nk, 2C).
+
+    For pictures only (:mod:`stvit_video.engine.visualize`): with ``store_attention`` set,
+    ``forward`` also keeps the attention weights of its q and k, softmax(q k^T * scale) averaged
+    over the heads, as ``attention`` (B, Nq, Nk), detached; the output still comes from the one
+    fused call, so it is the same with or without the flag. Off by default (no extra work).
     """
+
+    store_attention: bool = False
+    attention: Optional[torch.Tensor] = None
 
     def __init__(self, *, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
                  proj_drop: float = 0.0) -> None:
@@ -313,6 +321,8 @@ class SemanticAttention(nn.Module):
         k, v = kv.view(B, -1, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)  # (B, h, Nk, d)
         out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
                                              scale=self.scale)
+        if self.store_attention:  # visualisation: the weights the call above used, mean over heads
+            self.attention = (q @ k.transpose(-2, -1) * self.scale).softmax(-1).mean(1).detach()  # (B, Nq, Nk)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(B, Nq, C)))
 
 

@@ -147,6 +147,15 @@ def _figures(report: dict[str, Any], results: EvalResults) -> dict[str, bytes]:
     }
 
 
+def _visualized_pictures(report: dict[str, Any], out: Path) -> dict[str, bytes]:
+    """The PNGs of the test job's TEST.VISUALIZE videos (``meta.visualized``) found beside the
+    report, keyed ``visualized/<i>`` for the page (a rebuild elsewhere goes without them)."""
+    shown = report["meta"].get("visualized")
+    videos = shown.get("videos", []) if isinstance(shown, dict) else []
+    return {f"visualized/{i}": (out / v["png"]).read_bytes() for i, v in enumerate(videos)
+            if isinstance(v, dict) and v.get("png") and (out / v["png"]).is_file()}
+
+
 def _write(path: Path, data: Union[str, bytes]) -> None:
     """Write atomically, so a reader never sees half a report."""
     if isinstance(data, str):
@@ -159,14 +168,15 @@ def build_report(results: EvalResults, out_dir: Union[str, "os.PathLike[str]"],
                  title: str = "Evaluation report") -> dict[str, Any]:
     """Write ``report.json``, ``report.html``, ``views_curve.png``, ``per_class.png`` and
     ``confusion.png`` into ``out_dir`` (created if needed); returns the report dict (the content
-    of ``report.json``)."""
+    of ``report.json``). Pictures the tester drew (``meta.visualized``, TEST.VISUALIZE) are read
+    from ``out_dir`` and shown in the page."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = report_dict(results)
     images = _figures(report, results)
     for key, png in images.items():
         _write(out / FILES[key], png)
-    _write(out / FILES["html"], render_html(report, images, title=title))
+    _write(out / FILES["html"], render_html(report, {**images, **_visualized_pictures(report, out)}, title=title))
     # ignore_nan: meta is already NaN-free (None), this is a guard so the file is always valid JSON
     _write(out / FILES["json"], simplejson.dumps(report, indent=1, ignore_nan=True, ensure_ascii=False) + "\n")
     return report

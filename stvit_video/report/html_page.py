@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page rendered from the report dict of ``build.py``.
 
 Figures are inlined as base64 ``data:image/png`` URIs, the CSS is inline, there is no script and
-no external resource: the file can be mailed or opened from disk. Every text that comes from
+no external resource: the file can be mailed or opened from disk (the animations of the
+TEST.VISUALIZE pictures are plain links to the files beside it). Every text that comes from
 data (paths, class names, reasons, meta values) goes through ``html.escape``.
 Named ``html_page`` rather than ``html`` so it never shadows the standard library's ``html``.
 """
@@ -17,7 +18,7 @@ __all__ = ["render_html"]
 # Known meta keys, in the order the contract asks for; the rest follow in their own order.
 _COST_KEYS = ("model", "cost")
 _PROVENANCE_KEYS = ("checkpoint", "config", "data", "software")
-_KNOWN_META = (*_COST_KEYS, *_PROVENANCE_KEYS, "extra_results")
+_KNOWN_META = (*_COST_KEYS, *_PROVENANCE_KEYS, "extra_results", "visualized")
 _LABELS = {
     "arch": "architecture", "params_m": "parameters (M)", "gflops_per_view": "GFLOPs per view",
     "gflops_per_video": "GFLOPs per video", "input": "input (frames x H x W)", "wall_time_s": "wall time (s)",
@@ -191,6 +192,34 @@ def _extra(meta: Mapping[str, Any]) -> str:
     return "<h2>Extra results</h2>" + _table(["experiment", "top-1", "note"], rows, (False, True, False))
 
 
+def _visualized(meta: Mapping[str, Any], images: Mapping[str, bytes]) -> str:
+    """The TEST.VISUALIZE pictures (``meta.visualized``: rule, videos), each PNG inlined."""
+    shown = meta.get("visualized")
+    if not isinstance(shown, dict):
+        return ""
+    parts = [f"<h2>Most confused videos ({len(shown.get('videos', []))})</h2>",
+             f'<p class="note">{_e(shown.get("rule", ""))}. Each picture has one row per temporal slice: the frame, '
+             "Grad-CAM, and with semantic tokens the image tokens coloured by the semantic token that attends to them "
+             "most, then some semantic tokens' attention (white box: the region the token was pooled from).</p>"]
+    if shown.get("error"):
+        parts.append(f"<p>The pictures could not be drawn: {_e(shown['error'])}</p>")
+    for i, v in enumerate(shown.get("videos", [])):
+        head = (f"<code>{_e(v.get('path'))}</code>: true class {_e(v.get('true_name'))} "
+                f"({_pct(100 * v['true_score'] if isinstance(v.get('true_score'), (int, float)) else None)} "
+                "over its views)")
+        if v.get("error"):
+            parts.append(f"<p>{head}; could not be decoded: {_e(v['error'])}</p>")
+            continue
+        score = v.get("clip_predicted_score")
+        head += (f"; the drawn clip predicts {_e(v.get('clip_predicted'))} "
+                 f"({_pct(100 * score if isinstance(score, (int, float)) else None)})")
+        link = f' (<a href="{_e(v["animation"])}">animation</a>)' if v.get("animation") else ""
+        picture = _image(images, f"visualized/{i}", f"maps of {v.get('path')}") or \
+            f'<p class="note">{_e(v.get("png"))} is not beside this report.</p>'
+        parts.append(f"<p>{head}{link}</p>{picture}")
+    return "".join(parts)
+
+
 def _other_meta(meta: Mapping[str, Any]) -> str:
     rest = {k: v for k, v in meta.items() if k not in _KNOWN_META}
     if not rest:
@@ -220,7 +249,7 @@ def _failed(report: Mapping[str, Any]) -> str:
 
 def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], title: str = "Evaluation report") -> str:
     """The whole page for ``report`` (the dict of ``build_report``) with ``images`` (name -> PNG
-    bytes: ``views_curve``, ``per_class``, ``confusion``; missing ones are skipped)."""
+    bytes: ``views_curve``, ``per_class``, ``confusion``, ``visualized/<i>``; missing ones are skipped)."""
     meta = report["meta"]
     subtitle = []
     if isinstance(meta.get("model"), dict) and "arch" in meta["model"]:
@@ -237,7 +266,8 @@ def render_html(report: Mapping[str, Any], images: Mapping[str, bytes], title: s
         f"<h1>{_e(title)}</h1>",
         f'<p class="note">{_e("; ".join(subtitle))}</p>' if subtitle else "",
         _headline(report), _views_curve(report, images), _per_class(report, images), _confusion(report, images),
-        _cost(meta), _provenance(report), _extra(meta), _other_meta(meta), _failed(report),
+        _cost(meta), _provenance(report), _extra(meta), _visualized(meta, images), _other_meta(meta),
+        _failed(report),
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n"
