@@ -132,6 +132,10 @@ _C.DATA.TRAIN_JITTER_SCALES = [256, 320]
 _C.DATA.TRAIN_JITTER_SCALES_RELATIVE = []
 # Aspect-ratio range [min, max] of the random resized crop.
 _C.DATA.TRAIN_JITTER_ASPECT_RELATIVE = [0.75, 1.3333]
+# Antialiased bilinear resizing in training when a resize shrinks. False as the references train
+# (mmaction's cv2 bilinear, SlowFast's and pytorchvideo's F.interpolate); True costs about twice
+# the resize time. Test frames are always antialiased (torchvision's presets).
+_C.DATA.TRAIN_RESIZE_ANTIALIAS = False
 # Horizontal flip (p = 0.5) in training; False for classes a mirror image changes
 # ("moving left", "rotating clockwise": Something-Something, the built-in mini-Kinetics).
 _C.DATA.RANDOM_FLIP = True

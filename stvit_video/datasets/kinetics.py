@@ -353,7 +353,8 @@ def clip_dataset(cfg: CfgNode, split: str, videos: VideoList, *,
             crop_size=data.TRAIN_CROP_SIZE, jitter_scales=data.TRAIN_JITTER_SCALES,
             relative_scales=data.TRAIN_JITTER_SCALES_RELATIVE,
             relative_aspect=data.TRAIN_JITTER_ASPECT_RELATIVE,
-            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "", flip=data.RANDOM_FLIP)
+            rand_augment=cfg.AUG.AA_TYPE if cfg.AUG.ENABLE else "", flip=data.RANDOM_FLIP,
+            antialias=data.TRAIN_RESIZE_ANTIALIAS)
         num_samples, crop = cfg.AUG.NUM_SAMPLE, data.TRAIN_CROP_SIZE
         if data.NUM_REPEATED_SAMPLES > 1:
             repeated = RepeatedSampler(spec, data.NUM_REPEATED_SAMPLES, data.REPEATED_SAMPLE_WINDOW)

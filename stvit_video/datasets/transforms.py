@@ -39,7 +39,7 @@ from stvit_video.utils.errors import ConfigError
 from stvit_video.utils.view_grid import crop_positions
 
 __all__ = [
-    "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
+    "EvalTransform", "RandAugmentParams", "TrainTransform", "draw_flip", "horizontal_flip", "normalize_to_cthw",
     "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
     "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
@@ -57,9 +57,9 @@ def to_tchw(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 3, 1, 2)
 
 
-def short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
+def short_side_scale(x: torch.Tensor, size: int, antialias: bool = True) -> torch.Tensor:
     """Scale (T, C, H, W) uint8 so that min(H, W) == size; the long side is floor(long * size /
-    short) as in pytorchvideo and SlowFast. Bilinear, antialiased when shrinking."""
+    short) as in pytorchvideo and SlowFast. Bilinear, antialiased when shrinking (``antialias``)."""
     _check_tchw(x, "short_side_scale")
     height, width = x.shape[-2:]
     if min(height, width) == size:
@@ -68,13 +68,13 @@ def short_side_scale(x: torch.Tensor, size: int) -> torch.Tensor:
         new_h, new_w = int(math.floor(height / width * size)), size
     else:
         new_h, new_w = size, int(math.floor(width / height * size))
-    return TF.resize(x, [new_h, new_w], antialias=True)
+    return TF.resize(x, [new_h, new_w], antialias=antialias)
 
 
-def random_short_side_scale(x: torch.Tensor, min_size: int, max_size: int) -> torch.Tensor:
+def random_short_side_scale(x: torch.Tensor, min_size: int, max_size: int, antialias: bool = True) -> torch.Tensor:
     """Scale (T, C, H, W) uint8 so min(H, W) is uniform in [min_size, max_size] (inclusive)."""
     size = int(torch.randint(min_size, max_size + 1, ()))
-    return short_side_scale(x, size)
+    return short_side_scale(x, size, antialias)
 
 
 def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -105,31 +105,40 @@ def uniform_crop(x: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor
 
 def horizontal_flip(x: torch.Tensor, prob: float = 0.5) -> torch.Tensor:
     """Flip (..., H, W) left-right with probability ``prob``."""
-    return x.flip(-1) if float(torch.rand(())) < prob else x
+    return x.flip(-1) if draw_flip(prob) else x
+
+
+def draw_flip(prob: float = 0.5) -> bool:
+    """Whether to flip (probability ``prob``): the draw of :func:`horizontal_flip`, for a flip
+    applied later (in :func:`stack_views`'s copy)."""
+    return float(torch.rand(())) < prob
 
 
 def random_resized_crop(x: torch.Tensor, size: int, scale: Sequence[float],
-                        aspect_ratio: Sequence[float]) -> torch.Tensor:
+                        aspect_ratio: Sequence[float], antialias: bool = True) -> torch.Tensor:
     """Inception-style crop of (T, C, H, W) uint8: area fraction in ``scale``, aspect ratio in
     ``aspect_ratio`` (log-uniform), resized to ``size x size``; the same box in every frame."""
     _check_tchw(x, "random_resized_crop")
     top, left, height, width = RandomResizedCrop.get_params(x, list(scale), list(aspect_ratio))
-    return TF.resized_crop(x, top, left, height, width, [size, size], antialias=True)
+    return TF.resized_crop(x, top, left, height, width, [size, size], antialias=antialias)
 
 
-def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
-    """uint8 (T, C, H, W) views (crops may be strided slices) -> contiguous uint8 (V, C, T, H, W).
+def stack_views(views: Sequence[torch.Tensor], flips: Sequence[bool] | None = None) -> torch.Tensor:
+    """uint8 (T, C, H, W) views (crops may be strided slices) -> contiguous uint8 (V, C, T, H, W),
+    view ``i`` flipped left-right when ``flips[i]``.
 
-    One copy per view, which also turns the channels-last decoder memory into the model's layout.
-    NumPy makes it: its strided copy of this channel de-interleave takes half the time of
-    ``Tensor.copy_`` (about 1.5 vs 3 ms per 32 x 224 x 224 view, one thread).
+    One copy per view, which also turns the channels-last decoder memory into the model's layout
+    and flips (a negative stride, free in the same copy). NumPy makes it: its strided copy of this
+    channel de-interleave takes half the time of ``Tensor.copy_`` (about 1.5 vs 3 ms per
+    32 x 224 x 224 view, one thread), and torch has no negative strides.
     """
     for view in views:
         _check_tchw(view, "stack_views")
     t, c, h, w = views[0].shape
     out = torch.empty((len(views), c, t, h, w), dtype=torch.uint8)
     for i, view in enumerate(views):
-        np.copyto(out[i].numpy(), view.permute(1, 0, 2, 3).numpy())  # (T, C, H, W) -> (C, T, H, W)
+        source = view.permute(1, 0, 2, 3).numpy()  # (T, C, H, W) -> (C, T, H, W)
+        np.copyto(out[i].numpy(), source[..., ::-1] if flips is not None and flips[i] else source)
     return out
 
 
@@ -189,13 +198,19 @@ def _build_rand_augment(params: RandAugmentParams) -> Callable[[torch.Tensor], t
 
 
 class TrainTransform:
-    """uint8 (T, H, W, C) frames -> ``num_views`` augmented uint8 (C, T, crop, crop) clips."""
+    """uint8 (T, H, W, C) frames -> ``num_views`` augmented uint8 (C, T, crop, crop) clips.
+
+    ``antialias``: antialiased bilinear when a resize shrinks (``DATA.TRAIN_RESIZE_ANTIALIAS``).
+    The references train without it (mmaction's cv2 bilinear, SlowFast's and pytorchvideo's
+    ``F.interpolate``); it costs about twice the resize time of a shrinking crop.
+    """
 
     def __init__(self, *, crop_size: int, jitter_scales: Sequence[int], relative_scales: Sequence[float] = (),
                  relative_aspect: Sequence[float] = (0.75, 4 / 3), rand_augment: str = "",
-                 flip: bool = True) -> None:
+                 flip: bool = True, antialias: bool = False) -> None:
         self.crop_size = crop_size
         self.flip = flip
+        self.antialias = antialias
         self.jitter_scales = tuple(jitter_scales)
         self.relative_scales = tuple(relative_scales)
         self.relative_aspect = tuple(relative_aspect)
@@ -206,25 +221,26 @@ class TrainTransform:
         """uint8 (T, H, W, C) -> uint8 (num_views, C, T, crop, crop), each view augmented anew; a
         sequence of K clips (repeated sampling) -> (K x num_views, ...), clip by clip, in one copy."""
         clips = [frames] if isinstance(frames, torch.Tensor) else frames
-        return stack_views([self._augment(to_tchw(clip)) for clip in clips for _ in range(num_views)])
+        views, flips = zip(*[self._augment(to_tchw(clip)) for clip in clips for _ in range(num_views)])
+        return stack_views(views, flips)
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop)."""
+    def _augment(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop) and whether to flip it yet (see stack_views)."""
         if self.relative_scales:
-            x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect)
+            x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect, self.antialias)
         else:
-            x = random_crop(random_short_side_scale(x, *self.jitter_scales), self.crop_size)
-        if self.flip:
-            x = horizontal_flip(x)
+            x = random_crop(random_short_side_scale(x, *self.jitter_scales, self.antialias), self.crop_size)
+        flip = self.flip and draw_flip()
         if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment
-            x = self._rand_augment(x)
-        return x
+            x = self._rand_augment(x.flip(-1) if flip else x)
+            return x, False
+        return x, flip
 
     def __repr__(self) -> str:
         spatial = (f"random_resized_crop(scale={self.relative_scales}, aspect={self.relative_aspect})"
                    if self.relative_scales else f"short_side in {list(self.jitter_scales)}, random_crop")
         return (f"TrainTransform(crop={self.crop_size}, {spatial}, flip={0.5 if self.flip else 0.0}, "
-                f"rand_augment={self.rand_augment_spec!r}, uint8 out)")
+                f"antialias={self.antialias}, rand_augment={self.rand_augment_spec!r}, uint8 out)")
 
 
 class EvalTransform:

@@ -176,3 +176,27 @@ def test_train_transform_without_flip_never_mirrors():
     assert "flip=0.0" in repr(keeping) and "flip=0.5" in repr(flipping)
     mirrored = sum(torch.equal(flipping(frames)[0], frames.permute(3, 0, 1, 2).flip(-1)) for _ in range(40))
     assert 8 <= mirrored <= 32
+
+
+def test_a_flip_folded_into_the_stacking_copy_is_the_flipped_view():
+    x = torch.randint(0, 256, (4, 3, 10, 12), dtype=torch.uint8)
+    crop = x[..., 1:9, 2:10]  # a strided slice, as crops are
+    out = stack_views([crop, crop], flips=[False, True])
+    assert torch.equal(out[0], crop.permute(1, 0, 2, 3)) and torch.equal(out[1], crop.flip(-1).permute(1, 0, 2, 3))
+
+
+def test_train_resizing_is_antialiased_only_when_asked():
+    """False: the bilinear of SlowFast / pytorchvideo (F.interpolate) and mmaction (cv2); True: antialiased."""
+    frames = torch.randint(0, 256, (4, 48, 48, 3), dtype=torch.uint8)
+    floats = frames.permute(0, 3, 1, 2).float()
+    for antialias in (False, True):
+        transform = TrainTransform(crop_size=24, jitter_scales=(24, 24), flip=False, antialias=antialias)
+        out = transform(frames)[0].permute(1, 0, 2, 3).float()  # 48 -> 24: the crop is the whole frame
+        reference = torch.nn.functional.interpolate(floats, size=(24, 24), mode="bilinear", align_corners=False,
+                                                    antialias=antialias)
+        assert (out - reference).abs().max() <= 1.0, antialias  # uint8 rounding
+        assert f"antialias={antialias}" in repr(transform)
+    plain = torch.nn.functional.interpolate(floats, size=(24, 24), mode="bilinear", align_corners=False)
+    smooth = torch.nn.functional.interpolate(floats, size=(24, 24), mode="bilinear", align_corners=False,
+                                             antialias=True)
+    assert (plain - smooth).abs().max() > 20  # random pixels: the two differ, so the check above tells them apart
