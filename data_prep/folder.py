@@ -54,7 +54,7 @@ from data_prep.resize import ResizeReport
 from data_prep.verify import VerifyReport
 from stvit_video.utils.errors import DataError
 from stvit_video.utils.hashing import file_sha256
-from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
+from stvit_video.utils.video_formats import VIDEO_EXTENSIONS, is_video_name
 
 __all__ = ["DEFAULT_MIN_PER_CLASS", "DEFAULT_VAL", "SOURCE_KINDS", "Collected", "Collection", "Duplicate", "FileInfo",
            "SourceVideo", "assign_splits", "collect_videos", "drop_duplicates", "folder_rows", "format_folder_summary",
@@ -144,10 +144,6 @@ class Collection(NamedTuple):
         return {split: counts[split] for split in SPLITS if counts[split]}
 
 
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
-
-
 def _subfolders(folder: Path) -> list[Path]:
     """Visible sub-folders, sorted by name (hidden ones such as ``.git`` are not classes)."""
     return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
@@ -229,8 +225,8 @@ def scan_folder(src: str | os.PathLike, *, skip_empty: bool = False) -> Collecte
         for folder in classes:
             label = _label(folder.name, f"class folder {folder}")
             files = _files_under(folder)
-            found = [p for p in files if _is_video(p)]
-            skipped.extend((relative(p), _not_a_video(p)) for p in files if not _is_video(p))
+            found = [p for p in files if is_video_name(p)]
+            skipped.extend((relative(p), _not_a_video(p)) for p in files if not is_video_name(p))
             if not found:
                 others = f"; {len(files)} other file(s), e.g. {relative(files[0])}" if files else ""
                 what = f"class folder {folder} holds no video ({' '.join(VIDEO_EXTENSIONS)}){others}"
@@ -309,7 +305,7 @@ def read_video_csv(path: str | os.PathLike) -> Collected:
         if not file.is_file():
             raise DataError(f"{where}: {file} is not a file")
         name = f"{text_path} (line {number})"
-        if not _is_video(file):
+        if not is_video_name(file):
             skipped.append((name, _not_a_video(file)))
             continue
         videos.append(SourceVideo(file.absolute(), label, split, name, f"{path.name}:{number}"))

@@ -26,7 +26,7 @@ from data_prep.annotations import Annotation, clip_stem
 from data_prep.encode import PART_SUFFIX
 from stvit_video.utils.errors import DataError
 # the loader's own tuple (re-exported), from a module that does not load torch in every worker process
-from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
+from stvit_video.utils.video_formats import VIDEO_EXTENSIONS, is_video_name
 
 __all__ = ["LAYOUTS", "VIDEO_EXTENSIONS", "FileIndex", "detect_layout", "match_rows", "name_window",
            "normalize_label", "scan_videos"]
@@ -63,7 +63,7 @@ def scan_videos(root: str | os.PathLike) -> list[Path]:
         for name in sorted(files):
             if name.startswith(".") or name.endswith(PART_SUFFIX):
                 continue
-            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+            if is_video_name(name):
                 found.append(Path(folder) / name)
     return found
 

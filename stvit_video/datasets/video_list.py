@@ -34,7 +34,7 @@ from typing import NamedTuple, Optional, Sequence
 
 from stvit_video.utils.errors import DataError
 # the files taken from class folders (re-exported; data_prep scans for the same ones)
-from stvit_video.utils.video_formats import VIDEO_EXTENSIONS
+from stvit_video.utils.video_formats import VIDEO_EXTENSIONS, is_video_name
 
 __all__ = ["CLASS_NAMES_FILE", "SPLITS", "VIDEO_EXTENSIONS", "VideoList", "VideoRecord", "data_class_names",
            "full_class_names", "load_split", "read_class_folders", "read_class_names", "read_csv_list", "records_digest"]
@@ -189,7 +189,7 @@ def read_class_folders(root: str | os.PathLike, *, num_classes: int,
         VideoRecord(str(video), ids[name])
         for name in present
         for video in sorted((root / name).iterdir())
-        if video.is_file() and video.suffix.lower() in VIDEO_EXTENSIONS
+        if video.is_file() and is_video_name(video)
     ]
     if not records:
         raise DataError(f"no video files ({', '.join(VIDEO_EXTENSIONS)}) under {root}/<class>/")

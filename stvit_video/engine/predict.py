@@ -39,6 +39,7 @@ from stvit_video.report.metrics import aggregate
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 from stvit_video.utils.errors import ConfigError, DataError
 from stvit_video.utils.view_grid import CROP_CHOICES, ENSEMBLE_METHODS
+from stvit_video.utils.video_formats import is_video_name
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def find_videos(inputs: Sequence[str | Path]) -> list[Path]:
     videos: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+            found = sorted(p for p in item.rglob("*") if is_video_name(p) and p.is_file())
             if not found:
                 raise DataError(f"predict: folder {item} holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
             videos.extend(found)

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from stvit_video.report.metrics import CurvePoint
 
-__all__ = ["MAX_CONFUSION_CLASSES", "MAX_PER_CLASS_BARS", "confusion_png", "per_class_png", "views_curve_png"]
+__all__ = ["MAX_CONFUSION_CLASSES", "MAX_PER_CLASS_BARS", "confusion_png", "figure_png", "new_figure", "per_class_png",
+           "short_label", "views_curve_png"]
 
 DPI = 100
 MAX_PER_CLASS_BARS = 40  # more bars than this are unreadable on one page
@@ -27,7 +28,8 @@ MAX_CONFUSION_CLASSES = 30  # the block of the confusion matrix drawn when K is 
 _LABEL_CHARS = 24  # class names are cut to this many characters on axes
 
 
-def _new_figure(width_in: float, height_in: float) -> "Figure":
+def new_figure(width_in: float, height_in: float) -> "Figure":
+    """An Agg-backed matplotlib figure of that size at the report's DPI (no pyplot, no global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -36,20 +38,22 @@ def _new_figure(width_in: float, height_in: float) -> "Figure":
     return fig
 
 
-def _png(fig: "Figure") -> bytes:
+def figure_png(fig: "Figure") -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
 
 
-def _short(name: str) -> str:
+def short_label(name: str) -> str:
+    """A class name cut to the axes' label length, with an ellipsis."""
     return name if len(name) <= _LABEL_CHARS else name[:_LABEL_CHARS - 1] + "\u2026"
 
 
 def views_curve_png(points: Sequence["CurvePoint"], title: str = "Top-1 accuracy vs views") -> bytes:
     """Top-1 (percent) against the number of views, one line per crops setting, each point
     labelled ``clips x crops`` (e.g. "1x1", "4x3")."""
-    fig = _new_figure(6.4, 4.2)
+    fig = new_figure(6.4, 4.2)
     ax = fig.add_subplot(1, 1, 1)
     for index, crops in enumerate(sorted({p.crops for p in points})):
         line = [p for p in points if p.crops == crops]
@@ -68,7 +72,7 @@ def views_curve_png(points: Sequence["CurvePoint"], title: str = "Top-1 accuracy
     ax.margins(x=0.08, y=0.15)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def per_class_png(names: Sequence[str], accuracy: Sequence[float], videos: Sequence[int],
@@ -76,11 +80,11 @@ def per_class_png(names: Sequence[str], accuracy: Sequence[float], videos: Seque
     """Horizontal bars of per-class top-1 (percent), in the given order (worst first), at most
     ``max_bars`` of them; each bar is annotated with the class's video count."""
     shown = min(len(names), max_bars)
-    fig = _new_figure(8.0, 1.4 + 0.22 * max(shown, 3))
+    fig = new_figure(8.0, 1.4 + 0.22 * max(shown, 3))
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(shown)
     ax.barh(y, list(accuracy[:shown]), color="#4c72b0")
-    ax.set_yticks(y, [_short(n) for n in names[:shown]], fontsize=8)
+    ax.set_yticks(y, [short_label(n) for n in names[:shown]], fontsize=8)
     ax.invert_yaxis()  # worst class at the top
     for i in range(shown):
         ax.annotate(f"{accuracy[i]:.0f}% of {videos[i]}", (accuracy[i], i), textcoords="offset points",
@@ -90,7 +94,7 @@ def per_class_png(names: Sequence[str], accuracy: Sequence[float], videos: Seque
     more = f" ({shown} worst of {len(names)} classes)" if shown < len(names) else ""
     ax.set_title(f"Per-class top-1 accuracy, worst first{more}", fontsize=10)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def confusion_png(confusion: np.ndarray, class_names: Sequence[str],
@@ -106,10 +110,10 @@ def confusion_png(confusion: np.ndarray, class_names: Sequence[str],
     share = block / np.maximum(rows, 1)[:, None]
     n = len(ids)
     side = min(9.0, 3.0 + 0.2 * n)
-    fig = _new_figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
-    labels = [_short(class_names[i]) for i in ids]
+    labels = [short_label(class_names[i]) for i in ids]
     small = n <= 12  # few classes: room for larger text
     ax.set_xticks(np.arange(n), labels, rotation=90, fontsize=8 if small else 7)
     ax.set_yticks(np.arange(n), labels, fontsize=8 if small else 7)
@@ -122,4 +126,4 @@ def confusion_png(confusion: np.ndarray, class_names: Sequence[str],
     ax.set_title(f"Confusion matrix ({what})", fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="share of the true class")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)

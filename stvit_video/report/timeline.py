@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from stvit_video.report.figures import _new_figure, _png, _short
+from stvit_video.report.figures import figure_png, new_figure, short_label
 
 __all__ = ["MAX_TIMELINE_CLASSES", "MAX_TIMELINE_VIDEOS", "TimelineWindow", "timeline_png"]
 
@@ -49,7 +49,7 @@ def timeline_png(windows: Sequence[TimelineWindow], *, max_classes: int = MAX_TI
     videos = list(dict.fromkeys(w.video for w in windows))[:max_videos]
     if not videos:
         raise ValueError("timeline: no windows to draw")
-    fig = _new_figure(10.5, 0.6 + 2.6 * len(videos))
+    fig = new_figure(10.5, 0.6 + 2.6 * len(videos))
     colours = [f"C{i}" for i in range(10)]
     for row, video in enumerate(videos):
         ax = fig.add_subplot(len(videos), 1, row + 1)
@@ -58,7 +58,7 @@ def timeline_png(windows: Sequence[TimelineWindow], *, max_classes: int = MAX_TI
         centres = np.array([(w.start + w.end) / 2 for w in own])
         for index, name in enumerate(classes):
             scores = np.array([dict(w.top).get(name, np.nan) for w in own], dtype=np.float64)
-            ax.plot(centres, 100 * scores, marker="o", markersize=3, color=colours[index % 10], label=_short(name))
+            ax.plot(centres, 100 * scores, marker="o", markersize=3, color=colours[index % 10], label=short_label(name))
         # the band: each window's winner, from halfway to the previous window's centre to halfway
         # to the next one's (overlapping windows would otherwise paint over each other)
         edges = np.concatenate([[own[0].start], (centres[1:] + centres[:-1]) / 2, [own[-1].end]])
@@ -69,9 +69,9 @@ def timeline_png(windows: Sequence[TimelineWindow], *, max_classes: int = MAX_TI
         ax.set_xlim(min(w.start for w in own), max(w.end for w in own))
         ax.set_ylim(-6, 105)
         ax.set_ylabel("score (%)")
-        ax.set_title(_short(video.rsplit("/", 1)[-1]) if len(video) > 24 else video, fontsize=9)
+        ax.set_title(short_label(video.rsplit("/", 1)[-1]) if len(video) > 24 else video, fontsize=9)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)  # beside: never over a point
     ax.set_xlabel("time (s): window centres; band = the top-1 class of each window")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)

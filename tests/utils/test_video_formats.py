@@ -32,3 +32,12 @@ def test_command_lines_offer_the_shared_choices():
         assert _choices(data_prep_parser(), "--backend", command) == DECODER_BACKENDS
     for command in ("index", "all"):
         assert _choices(data_prep_parser(), "--layout", command) == ("auto", *layouts.LAYOUTS)
+
+
+def test_is_video_name_takes_any_case_and_paths():
+    from pathlib import Path
+
+    from stvit_video.utils.video_formats import is_video_name
+
+    assert is_video_name("a/b/clip.MP4") and is_video_name(Path("x.webm")) and is_video_name("y.mpeg")
+    assert not is_video_name("notes.txt") and not is_video_name(".DS_Store") and not is_video_name("mp4")
