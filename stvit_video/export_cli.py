@@ -20,13 +20,19 @@ from typing import Any, Callable, Optional, Sequence
 from stvit_video.utils.cli_errors import BAD_INPUT, FAILED, run_command
 from stvit_video.utils.errors import CheckpointError, ConfigError
 
-# Exit 2 for what the user fixes: an unusable checkpoint, contradicting options (ConfigError),
-# the onnx packages missing (export_onnx.OnnxUnavailableError, a ModuleNotFoundError whose
-# message gives the pip command); any other RuntimeError (the program does not match the eager
-# model, an operator cannot be exported): exit 1. CheckpointError is a RuntimeError, hence first.
-ERROR_CODES = ((CheckpointError, BAD_INPUT), (ConfigError, BAD_INPUT), (ModuleNotFoundError, BAD_INPUT),
-               (RuntimeError, FAILED))
-FORMAT_CHOICES = ("pt2", "onnx")  # stvit_video.engine.export.FORMATS, without importing torch for --help
+FORMAT_CHOICES = ("pt2", "onnx")  # stvit_video.engine.export.FORMATS (a test ties them), without torch for --help
+
+
+def error_codes() -> tuple[tuple[type[BaseException], int], ...]:
+    """Exit 2 for what the user fixes: an unusable checkpoint, contradicting options (ConfigError),
+    the onnx packages missing (OnnxUnavailableError, whose message gives the pip command; any
+    other missing module is a bug and stays a traceback); any other RuntimeError (the program does
+    not match the eager model, an operator cannot be exported): exit 1. CheckpointError is a
+    RuntimeError, hence first. Imports torch (through export_onnx): call it after the parser."""
+    from stvit_video.engine.export_onnx import OnnxUnavailableError
+
+    return ((CheckpointError, BAD_INPUT), (ConfigError, BAD_INPUT), (OnnxUnavailableError, BAD_INPUT),
+            (RuntimeError, FAILED))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +68,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from stvit_video.utils.logging import setup_logging
 
     setup_logging(None, to_stderr=True)
-    return run_command(_export, export_checkpoint, args, codes=ERROR_CODES)
+    return run_command(_export, export_checkpoint, args, codes=error_codes())
 
 
 if __name__ == "__main__":

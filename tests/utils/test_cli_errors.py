@@ -5,6 +5,7 @@ from data_prep import api as data_prep_api
 from data_prep import cli as data_prep_cli
 from stvit_video import cli as run_net_cli
 from stvit_video import export_cli, predict_cli
+from stvit_video.engine.export_onnx import OnnxUnavailableError
 from stvit_video.report import __main__ as report_cli
 from stvit_video.report.results import ResultsError
 from stvit_video.utils.cli_errors import (BAD_INPUT, FAILED, error_line, exit_code, handled_classes,
@@ -53,7 +54,8 @@ STATUSES = [
     (run_net_cli, [(ConfigError, 2), (DataError, 2), (CheckpointError, 2), (TrainingError, 1), (ValueError, None),
                    (OSError, None)]),
     (predict_cli, [(ConfigError, 2), (DataError, 2), (CheckpointError, 2), (TrainingError, None), (OSError, None)]),
-    (export_cli, [(CheckpointError, 2), (RuntimeError, 1), (DataError, 1), (TrainingError, 1), (ValueError, None)]),
+    (export_cli, [(CheckpointError, 2), (RuntimeError, 1), (DataError, 1), (TrainingError, 1), (ValueError, None),
+                  (OnnxUnavailableError, 2), (ModuleNotFoundError, None)]),  # another missing module is a bug
     (report_cli, [(ResultsError, 2), (OSError, 2), (FileNotFoundError, 2), (ValueError, None)]),
     (data_prep_cli, [(data_prep_api.NoUsableVideoError, 1), (DataError, 2), (ValueError, 2), (ConfigError, 2),
                      (OSError, 2), (CheckpointError, None), (RuntimeError, None)]),
@@ -63,4 +65,11 @@ STATUSES = [
 @pytest.mark.parametrize("module, statuses", STATUSES, ids=lambda v: getattr(v, "__name__", ""))
 def test_each_command_line_keeps_its_statuses(module, statuses):
     for error, status in statuses:
-        assert exit_code(error("x"), module.ERROR_CODES) == status, error
+        codes = module.error_codes() if module is export_cli else module.ERROR_CODES
+        assert exit_code(error("x"), codes) == status, error
+
+
+def test_the_export_formats_offered_without_torch_are_the_exporters():
+    from stvit_video.engine.export import FORMATS
+
+    assert export_cli.FORMAT_CHOICES == tuple(FORMATS)
