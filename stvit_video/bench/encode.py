@@ -55,16 +55,18 @@ def _write_raw(folder: Path, clips: int, width: int, height: int, frames: int, f
 
 def _decode_ms(paths: list[Path], backend: str, num_frames: int = 32, rate: int = 2, repeats: int = 5) -> float:
     """Median ms to open a video and decode one random ``num_frames x rate`` clip (training's access)."""
+    import torch
+
+    from stvit_video.datasets.clip_sampling import ClipSpec, random_clip
     from stvit_video.datasets.decoder import open_video
 
-    rng = np.random.default_rng(0)
+    spec = ClipSpec(num_frames, rate, target_fps=0)  # raw frames, as the Kinetics recipe samples
+    generator = torch.Generator().manual_seed(0)
     times = []
     for path in paths * repeats:
         start = time.perf_counter()
         with open_video(path, backend) as video:
-            span = num_frames * rate
-            first = int(rng.integers(max(1, video.num_frames - span)))
-            video.get_frames(np.minimum(np.arange(first, first + span, rate), video.num_frames - 1))
+            video.get_frames(random_clip(spec, video.num_frames, video.fps, generator).indices)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times))
 
