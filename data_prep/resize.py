@@ -28,6 +28,7 @@ from data_prep.manifest import ManifestRow, output_relpath
 from data_prep.parallel import run_parallel
 from data_prep.probe import probe_video
 from stvit_video.utils.atomic import atomic_write_text
+from stvit_video.utils.encoding_info import ENCODING_INFO
 from stvit_video.utils.errors import DataError
 
 __all__ = ["DEFAULT_GOP", "DEFAULT_SHORT_SIDE", "ResizeOptions", "ResizeReport", "ResizeResult",
@@ -260,9 +261,6 @@ def resize_all(rows: Sequence[ManifestRow], out_dir: str | os.PathLike, options:
     atomic_write_text(failure_log_path(out_dir, shard),
                       "".join(f"{r.output}\t{r.reason}\n" for r in results if r.status == "failed"))
     return report
-
-
-ENCODING_INFO = "encoding.json"
 
 
 def write_encoding_info(out_dir: str | os.PathLike, options: "ResizeOptions") -> Path:

@@ -58,6 +58,7 @@ from stvit_video.models import build_model, model_arch
 from stvit_video.models.weights import load_pretrained
 from stvit_video.report import EvalResults, build_report, headline_metrics, summary_text
 from stvit_video.report.compare import comparison_rows
+from stvit_video.utils.encoding_info import encoded_short_side
 from stvit_video.utils.errors import CheckpointError, DataError
 from stvit_video.utils.flops import count_flops, count_parameters
 from stvit_video.utils.view_grid import views_per_video
@@ -227,7 +228,7 @@ def _provenance(cfg: CfgNode, ctx: DistContext, dataset: VideoClipDataset, check
         "config": {"name": cfg.OUTPUT_DIR, "sha256": hashlib.sha256(cfg.dump().encode()).hexdigest()},
         "data": {"split": cfg.TEST.SPLIT, "list": dataset.source, "list_sha256": digest, "videos_listed": len(paths),
                  "videos_present": sum(Path(p).is_file() for p in paths), "decoder": cfg.DATA.DECODING_BACKEND,
-                 "short_side": _data_short_side(cfg), "crop": cfg.DATA.TEST_CROP_SIZE,
+                 "short_side": encoded_short_side(cfg.DATA.PATH_TO_DATA_DIR), "crop": cfg.DATA.TEST_CROP_SIZE,
                  "clips": f"{cfg.TEST.NUM_ENSEMBLE_VIEWS} segment-centred clips of {cfg.DATA.NUM_FRAMES} frames, "
                           f"every {cfg.DATA.SAMPLING_RATE}th {frames}"},
         "software": _software(),
@@ -382,14 +383,3 @@ def _extra_results(cfg: CfgNode, results: EvalResults, shuffled: Optional[Gather
     return extra
 
 
-def _data_short_side(cfg: CfgNode) -> Optional[int]:
-    """The short side data_prep resized the videos to (its ``encoding.json`` next to the lists)."""
-    info = Path(cfg.DATA.PATH_TO_DATA_DIR) / "encoding.json"
-    if not info.is_file():
-        return None
-    import json
-
-    try:
-        return int(json.loads(info.read_text(encoding="utf-8")).get("short_side"))
-    except (ValueError, TypeError, OSError):
-        return None

@@ -41,3 +41,4 @@ def test_is_video_name_takes_any_case_and_paths():
 
     assert is_video_name("a/b/clip.MP4") and is_video_name(Path("x.webm")) and is_video_name("y.mpeg")
     assert not is_video_name("notes.txt") and not is_video_name(".DS_Store") and not is_video_name("mp4")
+
