@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stvit_video.models import create_model, get_variant
 from stvit_video.models.stvit import (
     STViTConfig,
     STViTStage3D,
@@ -223,3 +224,17 @@ def test_a_model_run_under_inference_mode_still_trains_on_the_same_shape():
         model.eval()(x)
     model.train()(x).sum().backward()
     assert model.layers[2].blocks[1].attn.q.weight.grad is not None
+
+
+def test_a_plain_stvit_starts_input_dependent_only_with_layer_scales_not_muting_stgm():
+    """Plain STViT sees the input only through STGM layer 1, which outputs layer_scale x attention:
+    at the paper's 1e-5 the logits barely depend on the clip, which left the demo at chance."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 8, 56, 56)
+    spread = {}
+    for scale in (1e-5, 1.0):
+        model = create_model("stvit_swin3d_demo_perframe", num_classes=8, stvit={"layer_scale_init": scale}).eval()
+        with torch.no_grad():
+            spread[scale] = float(model(x).std(0).mean())
+    assert spread[1.0] > 100 * spread[1e-5]
+    assert get_variant("stvit_swin3d_demo_perframe").stvit.layer_scale_init == 1.0  # the demo variant's default
