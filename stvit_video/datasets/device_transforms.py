@@ -71,7 +71,9 @@ class DeviceTransform:
             raise ValueError(f"DeviceTransform expects a uint8 (B, C={len(self.mean)}, T, H, W) batch, "
                              f"got {tuple(frames.shape)} {frames.dtype}")
         scale, shift = self._on(frames.device)
-        x = torch.addcmul(shift, frames, scale)  # one kernel: uint8 read, float32 written
+        # one kernel: uint8 read (loader batches are channels_last_3d), contiguous float32 written
+        x = torch.addcmul(shift, frames, scale,
+                          out=torch.empty(frames.shape, dtype=torch.float32, device=frames.device))
         if train and self.erase_prob > 0:
             b, c, t, h, w = x.shape
             # a (B, C*T, H, W) view: timm erases each clip in place, one box through every frame

@@ -1,8 +1,9 @@
 """DataLoaders: samplers, worker set-up and the batch layout the trainer and tester consume.
 
-Batches (:class:`VideoBatch`) hold uint8 frames: move them with
-``.to(device, non_blocking=True)`` and normalise there
-(:class:`stvit_video.datasets.device_transforms.DeviceTransform`). Each dataset item (one
+Batches (:class:`VideoBatch`) hold uint8 frames in ``channels_last_3d`` memory (the decoder's
+order; :func:`stack_frames`): move them with ``.to(device, non_blocking=True)`` and normalise
+there (:class:`stvit_video.datasets.device_transforms.DeviceTransform`, which returns them
+contiguous). Each dataset item (one
 decoded clip) becomes ``V`` consecutive batch entries: in train ``DATA.NUM_REPEATED_SAMPLES x
 AUG.NUM_SAMPLE`` clips and augmentations (same labels and indices, view 0), one in val,
 ``TEST.NUM_SPATIAL_CROPS`` crops in test (views ``clip * num_crops + crop``).
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import random
 from typing import Iterator, NamedTuple, Sequence
 
@@ -55,13 +57,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Sampler, default_collate
+from torch.utils.data import DataLoader, Sampler
 
 from stvit_video.datasets.decoder import quiet_native_logging
 from stvit_video.datasets.kinetics import VideoClipDataset, VideoSample, build_dataset
 
 __all__ = ["EpochPlan", "ShardSampler", "TrainSampler", "VideoBatch", "VideoLoader", "collate_samples",
-           "construct_loader", "epoch_plan", "init_worker", "seed_worker", "set_loader_epoch"]
+           "construct_loader", "epoch_plan", "init_worker", "seed_worker", "set_loader_epoch", "stack_frames"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +98,31 @@ class VideoBatch(NamedTuple):
                 if row in failed_rows}
 
 
+def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+    """N uint8 (V, C, T, H, W) items -> uint8 (N * V, C, T, H, W) in ``channels_last_3d`` memory.
+
+    The items come in that memory order (:func:`~stvit_video.datasets.transforms.stack_views`), so
+    each is one plain copy; ``default_collate`` would write the (C, T, H, W) order, a channel
+    de-interleave of the whole batch. Inside a worker the batch is allocated in shared memory, as
+    ``default_collate`` does, so it reaches the main process without another copy.
+    """
+    first = frames[0]
+    v, c, t, h, w = first.shape
+    shape = (len(frames), v, t, h, w, c)
+    if torch.utils.data.get_worker_info() is not None:
+        storage = first._typed_storage()._new_shared(math.prod(shape), device=first.device)
+        out = first.new(storage).resize_(shape)
+    else:
+        out = torch.empty(shape, dtype=first.dtype)
+    for i, item in enumerate(frames):
+        out[i].copy_(item.permute(0, 2, 3, 4, 1))  # (V, T, H, W, C): the memory order of both
+    return out.permute(0, 1, 5, 2, 3, 4).flatten(0, 1)
+
+
 def collate_samples(samples: Sequence[VideoSample]) -> VideoBatch:
     """Stack :class:`VideoSample` items, each uint8 (V, C, T, H, W), into B = sum of V entries:
     the V views of an item are consecutive and share label, video index and failed flag."""
-    # default_collate stacks into shared memory inside a worker, saving a copy of the batch
-    frames = default_collate([s.frames for s in samples]).flatten(0, 1)  # (N, V, ...) -> (N * V, ...)
+    frames = stack_frames([s.frames for s in samples])
     views = samples[0].frames.shape[0]
 
     def column(values: list, dtype: torch.dtype) -> torch.Tensor:

@@ -247,3 +247,20 @@ def test_native_decoder_noise_is_silenced_in_workers(videos, small_cfg, write_li
         assert any("ERROR opening" in line for line in run(0))  # decord's own line, not silenced in-process
     finally:
         logger.removeHandler(records)
+
+
+def test_batches_keep_the_decoders_memory_order_and_normalise_contiguous(videos, small_cfg, write_lists):
+    """Frames stay in (T, H, W, C) memory from the decoder to the batch (no de-interleave on the
+    host); the device transform writes the contiguous float batch the model takes."""
+    from stvit_video.datasets.device_transforms import DeviceTransform
+
+    rows = [(videos["lossless"], 0), (videos["h264"], 1)]
+    for workers in (0, 1):
+        cfg = small_cfg(write_lists(rows), "DATA_LOADER.NUM_WORKERS", workers, "DATA_LOADER.PERSISTENT_WORKERS", False)
+        batch = next(iter(construct_loader(cfg, "test")))
+        assert batch.frames.shape == (3, 3, 8, 56, 56)
+        assert batch.frames.is_contiguous(memory_format=torch.channels_last_3d)
+        transform = DeviceTransform((0.45, 0.45, 0.45), (0.225, 0.225, 0.225))
+        out = transform(batch.frames, False)
+        reference = (batch.frames.contiguous().float() / 255 - 0.45) / 0.225
+        assert out.is_contiguous() and torch.allclose(out, reference, atol=1e-5)

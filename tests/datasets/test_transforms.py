@@ -79,7 +79,9 @@ def test_random_resized_crop_size():
 def test_stack_views_layout():
     x = to_tchw(_frames())  # (T, C, H, W), channels-last memory
     out = stack_views([x[..., :48], x[..., 16:]])
-    assert out.shape == (2, 3, 4, 48, 48) and out.dtype == torch.uint8 and out.is_contiguous()
+    assert out.shape == (2, 3, 4, 48, 48) and out.dtype == torch.uint8
+    # the decoder's (T, H, W, C) memory order: a plain copy, made contiguous on the device
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) and out.permute(0, 2, 3, 4, 1).is_contiguous()
     assert torch.equal(out[1, :, 2], x[2, :, :, 16:])
     with pytest.raises(ValueError, match=r"\(T, C, H, W\) uint8"):
         stack_views([x.float()])
@@ -115,7 +117,8 @@ def test_train_transform_shapes_with_every_augmentation(relative):
                                rand_augment="rand-m7-n4-mstd0.5-inc1")
     for frames in (_frames(4, 48, 64), _frames(4, 24, 32)):  # the second is smaller than the crop
         out = transform(frames)
-        assert out.shape == (1, 3, 4, 56, 56) and out.dtype == torch.uint8 and out.is_contiguous()
+        assert out.shape == (1, 3, 4, 56, 56) and out.dtype == torch.uint8
+        assert out.is_contiguous(memory_format=torch.channels_last_3d)
     assert "rand-m7" in repr(transform)
 
 
