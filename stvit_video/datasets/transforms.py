@@ -39,7 +39,7 @@ from stvit_video.utils.errors import ConfigError
 from stvit_video.utils.view_grid import crop_positions
 
 __all__ = [
-    "EvalTransform", "RandAugmentParams", "TrainTransform", "draw_flip", "horizontal_flip", "normalize_to_cthw",
+    "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
     "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
     "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
@@ -105,13 +105,7 @@ def uniform_crop(x: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor
 
 def horizontal_flip(x: torch.Tensor, prob: float = 0.5) -> torch.Tensor:
     """Flip (..., H, W) left-right with probability ``prob``."""
-    return x.flip(-1) if draw_flip(prob) else x
-
-
-def draw_flip(prob: float = 0.5) -> bool:
-    """Whether to flip (probability ``prob``): the draw of :func:`horizontal_flip`, for a flip
-    applied later (in :func:`stack_views`'s copy)."""
-    return float(torch.rand(())) < prob
+    return x.flip(-1) if float(torch.rand(())) < prob else x
 
 
 def random_resized_crop(x: torch.Tensor, size: int, scale: Sequence[float],
@@ -123,14 +117,13 @@ def random_resized_crop(x: torch.Tensor, size: int, scale: Sequence[float],
     return TF.resized_crop(x, top, left, height, width, [size, size], antialias=antialias)
 
 
-def stack_views(views: Sequence[torch.Tensor], flips: Sequence[bool] | None = None) -> torch.Tensor:
+def stack_views(views: Sequence[torch.Tensor]) -> torch.Tensor:
     """uint8 (T, C, H, W) views (crops may be strided slices) -> uint8 (V, C, T, H, W) in
-    ``torch.channels_last_3d`` memory, view ``i`` flipped left-right when ``flips[i]``.
+    ``torch.channels_last_3d`` memory.
 
-    The memory keeps the decoder's (T, H, W, C) order, which the resize keeps too: one plain copy
-    per view (0.1 ms at 32 x 224 x 224), where writing the (C, T, H, W) order took a channel
-    de-interleave of ~3 ms, 10% of a training item. A flip costs ~2 ms more (torch's flip kernel;
-    a negative NumPy stride over 3-byte pixels is 3x slower). The device transform makes the
+    The memory keeps the decoder's (T, H, W, C) order, which the resize and the flip keep too:
+    one plain copy per view (0.1 ms at 32 x 224 x 224), where writing the (C, T, H, W) order took
+    a channel de-interleave of ~3 ms, 10% of a training item. The device transform makes the
     batch contiguous as it normalises it.
     """
     for view in views:
@@ -138,8 +131,7 @@ def stack_views(views: Sequence[torch.Tensor], flips: Sequence[bool] | None = No
     t, c, h, w = views[0].shape
     out = torch.empty((len(views), t, h, w, c), dtype=torch.uint8)
     for i, view in enumerate(views):
-        source = view.permute(0, 2, 3, 1)  # (T, H, W, C)
-        out[i].copy_(source.flip(2) if flips is not None and flips[i] else source)
+        out[i].copy_(view.permute(0, 2, 3, 1))  # (T, H, W, C)
     return out.permute(0, 4, 1, 2, 3)  # (V, C, T, H, W)
 
 
@@ -222,20 +214,19 @@ class TrainTransform:
         """uint8 (T, H, W, C) -> uint8 (num_views, C, T, crop, crop), each view augmented anew; a
         sequence of K clips (repeated sampling) -> (K x num_views, ...), clip by clip, in one copy."""
         clips = [frames] if isinstance(frames, torch.Tensor) else frames
-        views, flips = zip(*[self._augment(to_tchw(clip)) for clip in clips for _ in range(num_views)])
-        return stack_views(views, flips)
+        return stack_views([self._augment(to_tchw(clip)) for clip in clips for _ in range(num_views)])
 
-    def _augment(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-        """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop) and whether to flip it yet (see stack_views)."""
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (T, C, H, W) -> uint8 (T, C, crop, crop)."""
         if self.relative_scales:
             x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect, self.antialias)
         else:
             x = random_crop(random_short_side_scale(x, *self.jitter_scales, self.antialias), self.crop_size)
-        flip = self.flip and draw_flip()
+        if self.flip:
+            x = horizontal_flip(x)
         if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment
-            x = self._rand_augment(x.flip(-1) if flip else x)
-            return x, False
-        return x, flip
+            x = self._rand_augment(x)
+        return x
 
     def __repr__(self) -> str:
         spatial = (f"random_resized_crop(scale={self.relative_scales}, aspect={self.relative_aspect})"

@@ -181,10 +181,10 @@ def test_train_transform_without_flip_never_mirrors():
     assert 8 <= mirrored <= 32
 
 
-def test_a_flip_folded_into_the_stacking_copy_is_the_flipped_view():
+def test_stacking_keeps_a_strided_crop_and_its_flip():
     x = torch.randint(0, 256, (4, 3, 10, 12), dtype=torch.uint8)
     crop = x[..., 1:9, 2:10]  # a strided slice, as crops are
-    out = stack_views([crop, crop], flips=[False, True])
+    out = stack_views([crop, horizontal_flip(crop, prob=1.0)])
     assert torch.equal(out[0], crop.permute(1, 0, 2, 3)) and torch.equal(out[1], crop.flip(-1).permute(1, 0, 2, 3))
 
 
