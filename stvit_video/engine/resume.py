@@ -89,22 +89,26 @@ def resume_samples(cfg: CfgNode, now: dict[str, int], state: dict[str, Any], pat
             f"resume: {path} stopped inside epoch {epoch + 1}, after {samples} samples of an order drawn from "
             f"{saved['num_items']} training videos and RNG_SEED {saved['seed']}; now there are {now['num_items']} "
             f"videos and RNG_SEED {now['seed']}, so continuing that epoch would train some videos twice and skip "
-            f"others. Restore the training list and RNG_SEED, or resume from the end of epoch {epoch} by "
-            f"removing {path.name} and any newer mid-epoch checkpoint from {path.parent}")
+            f"others. Restore the training list and RNG_SEED, or {_from_epoch_end(path, epoch)}")
     repeats = saved.get("repeated_samples", 1)  # files before repeated sampling: 1
     if repeats != now["repeated_samples"]:
         raise CheckpointError(
             f"resume: {path} stopped inside epoch {epoch + 1} with DATA.NUM_REPEATED_SAMPLES {repeats}, whose epochs "
             f"walk the videos in parts of 1/{repeats}; with {now['repeated_samples']} the rest of that epoch would "
             f"train some videos twice and skip others. Set DATA.NUM_REPEATED_SAMPLES {repeats} to finish the epoch, "
-            f"or resume from the end of epoch {epoch} by removing {path.name} and any newer mid-epoch checkpoint "
-            f"from {path.parent}")
+            f"or {_from_epoch_end(path, epoch)}")
     if layout:
         logger.warning("resume: %s stopped after %d of the %d samples of epoch %d; the run continues from sample "
                        "%d with another layout (%s): each remaining sample of the epoch is trained once, at the LR "
                        "of its position", path, samples, saved["items_per_epoch"], epoch + 1, samples,
                        ", ".join(layout))
     return samples
+
+
+def _from_epoch_end(path: Path, epoch: int) -> str:
+    """The way out of a mid-epoch checkpoint that cannot continue its epoch."""
+    return (f"resume from the end of epoch {epoch} by removing {path.name} and any newer mid-epoch checkpoint from "
+            f"{path.parent}")
 
 
 def _restore_rng(cfg: CfgNode, ctx: DistContext, state: dict[str, Any], global_step: int) -> None:

@@ -204,7 +204,7 @@ def _visualize(cfg: CfgNode, model: nn.Module, dataset: VideoClipDataset, result
             "one clip each: the centre clip x centre crop, Grad-CAM for the class that clip predicts")
     try:
         videos = visualize_most_confused(
-            model, cfg, records=[dataset.videos[i] for i in range(len(dataset.videos))],
+            model, cfg, records=list(dataset.videos),
             class_names=results.class_names, logits=results.logits, valid=results.valid, ensemble=results.ensemble,
             out_dir=out, count=cfg.TEST.VISUALIZE, arch=str(results.meta["model"].get("arch", "")))
     except Exception as e:  # noqa: BLE001 - pictures must not cost the report
