@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,7 @@ __all__ = [
     "PatchEmbed3D",
     "PatchMerging3D",
     "I3DHead",
+    "in_windows",
     "window_partition",
     "window_reverse",
     "effective_window",
@@ -95,6 +96,25 @@ def window_reverse(windows: torch.Tensor, window: Size3, B: int, D: int, H: int,
     wd, wh, ww = window
     x = windows.view(B, D // wd, H // wh, W // ww, wd, wh, ww, -1)
     return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(B, D, H, W, -1)
+
+
+def in_windows(x: torch.Tensor, window: Size3, shift: Size3,
+               fn: Callable[[torch.Tensor, Size3], torch.Tensor]) -> torch.Tensor:
+    """Apply ``fn`` to the (shifted) windows of a feature map, as a Swin block's attention does.
+
+    (B, D, H, W, C) is zero-padded to whole windows, rolled by ``-shift``, cut into
+    (B * nW, N, C) windows; ``fn(windows, padded)`` (``padded`` = (Dp, Hp, Wp)) returns
+    (B * nW, N, C'), which is put back, rolled by ``shift`` and cropped: (B, D, H, W, C').
+    """
+    B, D, H, W, _ = x.shape
+    x = F.pad(x, (0, 0, 0, -W % window[2], 0, -H % window[1], 0, -D % window[0]))
+    _, Dp, Hp, Wp, _ = x.shape
+    if any(shift):
+        x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+    x = window_reverse(fn(window_partition(x, window), (Dp, Hp, Wp)), window, B, Dp, Hp, Wp)
+    if any(shift):
+        x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+    return x[:, :D, :H, :W, :]
 
 
 def effective_window(size: Sequence[int], window: Sequence[int], shift: Sequence[int]) -> tuple[Size3, Size3]:
@@ -344,22 +364,13 @@ class SwinTransformerBlock3D(nn.Module):
         self.grad_checkpointing = False
 
     def _attention(self, x: torch.Tensor) -> torch.Tensor:
-        B, D, H, W, C = x.shape
-        window, shift = effective_window((D, H, W), self.window_size, self.shift_size)
-        x = self.norm1(x)
-        x = F.pad(x, (0, 0, 0, -W % window[2], 0, -H % window[1], 0, -D % window[0]))
-        _, Dp, Hp, Wp, _ = x.shape
-        shifted = any(shift)
-        if shifted:
-            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-            mask = shifted_window_mask((Dp, Hp, Wp), window, shift, x.device)
-        else:
-            mask = None
-        windows = self.attn(window_partition(x, window), window, mask)  # (B*nW, N, C)
-        x = window_reverse(windows, window, B, Dp, Hp, Wp)
-        if shifted:
-            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
-        return x[:, :D, :H, :W, :]
+        window, shift = effective_window(x.shape[1:4], self.window_size, self.shift_size)
+
+        def attend(windows: torch.Tensor, padded: Size3) -> torch.Tensor:
+            mask = shifted_window_mask(padded, window, shift, windows.device) if any(shift) else None
+            return self.attn(windows, window, mask)  # (B*nW, N, C)
+
+        return in_windows(self.norm1(x), window, shift, attend)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self._attention(x))

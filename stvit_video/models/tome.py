@@ -80,9 +80,8 @@ from stvit_video.models.swin3d import (
     WindowAttention3D,
     cached_tensors,
     effective_window,
+    in_windows,
     shifted_window_mask,
-    window_partition,
-    window_reverse,
 )
 from stvit_video.utils.errors import InvalidArgument
 
@@ -450,18 +449,12 @@ class ToMeSwinBlock3D(SwinTransformerBlock3D):
 
         y: (B, D, H, W, C) normalised branch input; ``fn``: (G, M, C), plan -> (G, M, C).
         """
-        B, D, H, W, _ = y.shape
-        y = F.pad(y, (0, 0, 0, -W % window[2], 0, -H % window[1], 0, -D % window[0]))
-        _, Dp, Hp, Wp, _ = y.shape
-        if any(shift):
-            y = torch.roll(y, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-        windows = window_partition(y, window)  # (B*nW, N, C)
-        plan = match_tokens(windows, schedule)
-        windows = unmerge_tokens(fn(merge_tokens(windows, plan), plan), plan)
-        y = window_reverse(windows, window, B, Dp, Hp, Wp)
-        if any(shift):
-            y = torch.roll(y, shifts=shift, dims=(1, 2, 3))
-        return y[:, :D, :H, :W, :]
+
+        def merged(windows: torch.Tensor, padded: Size3) -> torch.Tensor:  # (B*nW, N, C)
+            plan = match_tokens(windows, schedule)
+            return unmerge_tokens(fn(merge_tokens(windows, plan), plan), plan)
+
+        return in_windows(y, window, shift, merged)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         B, D, H, W, C = x.shape
