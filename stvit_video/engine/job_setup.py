@@ -1,20 +1,22 @@
 """What the train and test jobs share: where checkpoints go, the autocast dtype, the transform
-a checkpoint records for inference.
+a checkpoint records for inference; and what the inference commands (predict, visualize) share:
+the video files they are given and the device they run on.
 
-Both jobs (:mod:`stvit_video.engine.train_job`, :mod:`stvit_video.engine.test_job`) and
-prediction import these from here, so neither job imports the other.
+Both jobs (:mod:`stvit_video.engine.train_job`, :mod:`stvit_video.engine.test_job`),
+prediction and the pictures import these from here, so none of them imports another.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
 
 from stvit_video.datasets.kinetics import test_short_side
+from stvit_video.utils.errors import DataError
 
-__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "test_transform_of"]
+__all__ = ["AMP_DTYPES", "amp_dtype", "checkpoint_dir", "inference_device", "test_transform_of", "video_files"]
 
 # TRAIN.AMP_DTYPE choices
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -39,3 +41,23 @@ def test_transform_of(cfg: CfgNode) -> dict[str, Any]:
             "sampling_rate": cfg.DATA.SAMPLING_RATE, "target_fps": float(cfg.DATA.TARGET_FPS),
             "num_clips": cfg.TEST.NUM_ENSEMBLE_VIEWS, "num_crops": cfg.TEST.NUM_SPATIAL_CROPS,
             "out_of_bound": cfg.DATA.OUT_OF_BOUND}
+
+
+def video_files(videos: Sequence[str | Path], command: str) -> list[Path]:
+    """The given video files as paths.
+
+    Raises:
+        DataError: some do not exist (all named, after ``command``).
+    """
+    paths = [Path(v) for v in videos]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise DataError(f"{command}: no such video file: {', '.join(missing)}")
+    return paths
+
+
+def inference_device(device: str) -> torch.device:
+    """``device`` as a torch device; "auto" = CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

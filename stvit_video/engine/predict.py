@@ -33,6 +33,7 @@ from stvit_video.datasets.decoder import open_video
 from stvit_video.datasets.kinetics import clip_dataset
 from stvit_video.datasets.video_list import VIDEO_EXTENSIONS, VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
+from stvit_video.engine.job_setup import inference_device, video_files
 from stvit_video.engine.model_setup import build_checkpoint_model
 from stvit_video.engine.views import assemble_views, run_views, with_stored_transform
 from stvit_video.report.metrics import aggregate
@@ -202,10 +203,7 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
         DataError: a video file does not exist.
     """
     _check_options(ensemble, clips, crops, window, stride, workers)
-    paths = [Path(v) for v in videos]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(f"predict: no such video file: {', '.join(missing)}")
+    paths = video_files(videos, "predict")
     if not paths:
         return []
     began = time.perf_counter()
@@ -214,8 +212,7 @@ def predict_videos(checkpoint: str | Path, videos: Sequence[str | Path], *, topk
                   workers=workers)
     items, unreadable = _items(paths, cfg.DATA.DECODING_BACKEND, window, stride)
     model = build_checkpoint_model(loaded, "predict")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = inference_device(device)
     if dev.type == "cpu" and cfg.CPU_MALLOC_REUSE:
         keep_freed_cpu_memory()
     model.to(dev)

@@ -47,6 +47,7 @@ from stvit_video.datasets.device_transforms import DeviceTransform
 from stvit_video.datasets.kinetics import clip_dataset
 from stvit_video.datasets.video_list import VideoList, VideoRecord, full_class_names
 from stvit_video.engine import checkpoint as ckpt
+from stvit_video.engine.job_setup import inference_device, video_files
 from stvit_video.engine.model_setup import build_checkpoint_model
 from stvit_video.engine.views import with_stored_transform
 from stvit_video.models.stvit import STViTStage3D, semantic_geometry
@@ -54,7 +55,7 @@ from stvit_video.report.metrics import aggregate
 from stvit_video.report.token_maps import (ANIMATION_FORMATS, ClassPick, ClipMaps, SemanticMaps, animation, grid_png,
                                            maps_json)
 from stvit_video.utils.atomic import atomic_write_bytes, atomic_write_text
-from stvit_video.utils.errors import ConfigError, DataError
+from stvit_video.utils.errors import ConfigError
 
 __all__ = ["DEFAULT_TOKENS", "VisualizedVideo", "clip_maps", "grad_cam", "most_confused_videos", "resolve_class",
            "semantic_attention", "visualize_most_confused", "visualize_videos"]
@@ -291,10 +292,7 @@ def visualize_videos(checkpoint: str | Path, videos: Sequence[str | Path], out_d
         raise ConfigError(f"visualize: format {fmt!r}: use one of {', '.join(ANIMATION_FORMATS)}")
     if tokens is not None and tokens < 0:
         raise ConfigError(f"visualize: {tokens} tokens: use 0 (none) or more")
-    paths = [Path(v) for v in videos]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise DataError(f"visualize: no such video file: {', '.join(missing)}")
+    paths = video_files(videos, "visualize")
     loaded = ckpt.load_for_inference(checkpoint)
     arch = loaded.arch["name"]
     num_classes = int(loaded.arch["kwargs"]["num_classes"])
@@ -313,8 +311,7 @@ def visualize_videos(checkpoint: str | Path, videos: Sequence[str | Path], out_d
     tokens = (DEFAULT_TOKENS if has_tokens else 0) if tokens is None else tokens
     cfg = with_values(with_stored_transform(get_cfg_defaults(), loaded.test_transform),
                       {"MODEL.NUM_CLASSES": num_classes})
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       "cpu" if device == "auto" else device)
+    dev = inference_device(device)
     model = build_checkpoint_model(loaded, "visualize").to(dev)
     dataset = _one_view_dataset(cfg, [VideoRecord(str(p.resolve()), 0) for p in paths], names, "visualize")
     transform = build_device_transform(cfg)
