@@ -216,3 +216,10 @@ def test_the_report_shows_the_most_confused_videos(demo, tmp_path):
         assert Image.open(out / "eval" / entry["animation"]).n_frames == FRAMES
     page = (out / "eval" / "report.html").read_text()
     assert "Most confused videos (2)" in page and page.count('<img alt="maps of') == 2
+
+
+def test_the_formats_offered_without_imports_are_the_drawers():
+    from stvit_video import visualize_cli
+    from stvit_video.report.token_maps import ANIMATION_FORMATS
+
+    assert tuple(visualize_cli.FORMATS) == tuple(ANIMATION_FORMATS)
