@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
@@ -50,6 +50,23 @@ ARG_KEYS: dict[str, str] = {
 STVIT_KEYS: dict[str, str] = {f.name: f"STVIT.{f.name.upper()}" for f in dataclasses.fields(STViTConfig)}
 # ToMeConfig field -> config key (ToMeConfig.stage stays the variant's)
 TOME_KEYS: dict[str, str] = {"merge_ratio": "TOME.MERGE_RATIO"}
+
+
+class _Replacement(NamedTuple):
+    """A stage replacement the config can tune: its config class, field -> key table, and words
+    for the error when its keys are set on a variant without it."""
+
+    config: type
+    keys: dict[str, str]
+    what: str
+    variants: str
+
+
+# constructor argument -> the stage replacement it takes
+_REPLACEMENTS: dict[str, _Replacement] = {
+    "stvit": _Replacement(STViTConfig, STVIT_KEYS, "semantic tokens", "an stvit_*"),
+    "tome": _Replacement(ToMeConfig, TOME_KEYS, "token merging", "a tome_*"),
+}
 # arguments a variant may fix: their keys default to None (= keep the variant's value)
 _VARIANT_ARGS = ("embed_dim", "depths", "num_heads", "patch_size", "window_size", "stem_channels", "weight_init")
 _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D).parameters.items()}
@@ -57,7 +74,7 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D)
 
 def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
     """An argument error of a model class, named by its config key."""
-    table = {"STViTConfig": STVIT_KEYS, "ToMeConfig": TOME_KEYS}.get(e.owner, ARG_KEYS)
+    table = next((r.keys for r in _REPLACEMENTS.values() if r.config.__name__ == e.owner), ARG_KEYS)
     key = table.get(e.arg, e.arg)
     return ConfigError(f"{key} = {e.value!r} ({cfg.MODEL.ARCH} with overrides): {e.why}")
 
@@ -90,34 +107,27 @@ def model_arch(cfg: Any) -> dict[str, Any]:
             kwargs[arg] = value
         elif arg not in kwargs:
             kwargs[arg] = _DEFAULTS[arg]
-    stvit_set = {f: v for f, k in STVIT_KEYS.items() if (v := _key_value(cfg, k)) is not None}
-    if variant.stvit is None and stvit_set:
-        keys = ", ".join(STVIT_KEYS[f] for f in stvit_set)
-        raise ConfigError(f"{keys} set, but MODEL.ARCH = {name!r} has no semantic tokens; use an stvit_* variant")
-    try:
-        stvit = dataclasses.replace(variant.stvit, **stvit_set) if variant.stvit is not None else None
-    except InvalidArgument as e:
-        raise _config_error(cfg, e) from e
-    kwargs["stvit"] = stvit.as_dict() if stvit is not None else None
-    tome_set = {"merge_ratio": cfg.TOME.MERGE_RATIO} if cfg.TOME.MERGE_RATIO is not None else {}
-    if variant.tome is None and tome_set:
-        raise ConfigError(f"{', '.join(TOME_KEYS[f] for f in tome_set)} set, but MODEL.ARCH = {name!r} has no "
-                          "token merging; use a tome_* variant")
-    try:
-        tome = dataclasses.replace(variant.tome, **tome_set) if variant.tome is not None else None
-    except InvalidArgument as e:
-        raise _config_error(cfg, e) from e
-    kwargs["tome"] = tome.as_dict() if tome is not None else None
+    for arg, replacement in _REPLACEMENTS.items():
+        base = variant.kwargs.get(arg)
+        changes = {f: v for f, k in replacement.keys.items() if (v := _key_value(cfg, k)) is not None}
+        if base is None and changes:
+            keys = ", ".join(replacement.keys[f] for f in changes)
+            raise ConfigError(f"{keys} set, but MODEL.ARCH = {name!r} has no {replacement.what}; use "
+                              f"{replacement.variants} variant")
+        try:
+            config = dataclasses.replace(base, **changes) if base is not None else None
+        except InvalidArgument as e:
+            raise _config_error(cfg, e) from e
+        kwargs[arg] = config.as_dict() if config is not None else None
     return {"name": name, "kwargs": kwargs}
 
 
 def build_model_from_arch(arch: dict[str, Any]) -> SwinTransformer3D:
     """Rebuild a model from :func:`model_arch`'s result (e.g. stored in a checkpoint)."""
     kwargs = dict(arch["kwargs"])
-    if kwargs.get("stvit") is not None:
-        kwargs["stvit"] = STViTConfig(**kwargs["stvit"])
-    if kwargs.get("tome") is not None:  # absent from checkpoints written before ToMe
-        kwargs["tome"] = ToMeConfig(**kwargs["tome"])
+    for arg, replacement in _REPLACEMENTS.items():
+        if kwargs.get(arg) is not None:  # "tome" is absent from checkpoints written before ToMe
+            kwargs[arg] = replacement.config(**kwargs[arg])
     return SwinTransformer3D(**kwargs)
 
 
@@ -132,10 +142,9 @@ def check_model_config(cfg: Any) -> None:
     try:
         check_swin_args(**{a: kwargs[a] for a in ("embed_dim", "depths", "num_heads", "patch_size", "window_size",
                                                   "stem_channels", "weight_init")})
-        if kwargs["stvit"] is not None:
-            STViTConfig(**kwargs["stvit"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
-        if kwargs["tome"] is not None:
-            ToMeConfig(**kwargs["tome"]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
+        for arg, replacement in _REPLACEMENTS.items():
+            if kwargs[arg] is not None:
+                replacement.config(**kwargs[arg]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
     except InvalidArgument as e:
         raise _config_error(cfg, e) from e
     if not 0.0 <= cfg.MODEL.HEAD_DROPOUT < 1.0:

@@ -195,9 +195,9 @@ def test_every_default_key_is_read_by_code_outside_the_config_package():
     reads = _attribute_reads(code + list((ROOT / "tools").glob("*.py")))
     defaults = get_cfg_defaults()
     # model keys are read by name through models/build.py's tables (SWIN.<KEY> -> <key> argument)
-    from stvit_video.models.build import ARG_KEYS, STVIT_KEYS
+    from stvit_video.models.build import ARG_KEYS, STVIT_KEYS, TOME_KEYS
 
-    by_table = set(ARG_KEYS.values()) | set(STVIT_KEYS.values())
+    by_table = set(ARG_KEYS.values()) | set(STVIT_KEYS.values()) | set(TOME_KEYS.values())
     unread = []
     for group, node in defaults.items():
         for leaf in (node if isinstance(node, dict) else [None]):
