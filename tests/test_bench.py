@@ -56,7 +56,7 @@ def test_loader_benchmark_times_decode_items_and_the_training_loader(tmp_path, c
     data = write_benchmark_videos(tmp_path / "videos", 2, size=(64, 48, 30, 30, 8))
     out = tmp_path / "loader.json"
     assert cli.main(["--what", "loader", "--data", str(data), "--workers", "0", "1", "--batch", "2",
-                         "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--feed", "1000", "--peak-tflops", "989",
+                         "--iters", "2", "--warmup", "1", "--decode-clips", "2", "--rounds", "1", "--feed", "1000", "--peak-tflops", "989",
                          "--repeats", "1", "2", "--json", str(out), "--opts", "DATA.NUM_FRAMES", "4",
                          "DATA.TRAIN_CROP_SIZE", "32", "DATA.TRAIN_JITTER_SCALES", "[32, 40]"]) == 0
     rows = json.loads(out.read_text())

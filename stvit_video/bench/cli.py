@@ -70,7 +70,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     loader.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2], help="DATA_LOADER.NUM_WORKERS values")
     loader.add_argument("--repeats", nargs="+", type=int, default=[1],
                         help="DATA.NUM_REPEATED_SAMPLES values, measured side by side (e.g. 1 2)")
-    loader.add_argument("--decode-clips", type=int, default=20, help="clips timed for decode and item ms/clip")
+    loader.add_argument("--rounds", type=int, default=3,
+                        help="loader timings per (backend, workers, k): the k values take turns, medians kept")
+    loader.add_argument("--decode-clips", type=int, default=20, help="clips timed for decode ms/clip, and items timed per k for item ms/clip")
     loader.add_argument("--feed", type=float, default=None,
                         help="clips/s of a training step: print the workers each backend needs for it")
     loader.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")

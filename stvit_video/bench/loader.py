@@ -5,13 +5,16 @@ Used by ``tools/benchmark.py --what loader``. Per backend, on the same videos:
 - decode ms/clip: open a video and decode one random training clip's frames, in this
   process: the decoder's own cost;
 - item ms/clip: one ``dataset[i]`` of the training set in this process with one torch thread
-  (decode + clip sampling + uint8 augmentation): what one loader worker spends per clip;
+  (decode + clip sampling + uint8 augmentation): what one loader worker spends per clip. The
+  values of ``DATA.NUM_REPEATED_SAMPLES`` are timed item by item in turn, from the same seeds
+  (:func:`time_items`), so their ratio is a paired comparison;
 - loader clips/s and ms/clip per worker count: batches of the trainer's own training loader
   (:func:`~stvit_video.datasets.loader.construct_loader`: workers, decoding, transforms,
   collation) after untimed warm-up batches, epochs wrapping around. Batches stay uint8 on
   the host; normalisation happens on the device, outside the loader.
 
-The single-process timings run first, then the loaders one at a time, so no workers compete.
+The single-process timings run first, then the loaders one at a time, so no workers compete;
+the loaders of the k values take turns for ``--rounds`` rounds and each row keeps its median.
 Without a data folder the benchmark writes its own videos shaped like Kinetics after
 ``data_prep resize`` (short side 256, 10 s at 30 fps, keyframe every 32 frames, a scrolling
 texture so they do not compress to nothing).
@@ -22,11 +25,14 @@ import argparse
 import gc
 import itertools
 import math
+import statistics
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
+
+from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 
 __all__ = ["KINETICS_LIKE", "feed_projection", "loader_rows", "repeat_speedups", "time_decode", "time_items",
            "workers_to_feed", "write_benchmark_videos"]
@@ -69,19 +75,30 @@ def time_decode(cfg: Any, backend: str, paths: Sequence[str], clips: int) -> flo
     return (time.perf_counter() - start) / clips * 1000
 
 
-def time_items(dataset: Any, clips: int) -> float:
-    """Mean ms per clip of ``dataset[i]`` (decode + sampling + transform) in this process, one torch
-    thread; an item of ``views_per_item`` clips (repeated sampling) counts as that many."""
+def time_items(datasets: Sequence[Any], items: int) -> list[float]:
+    """Mean ms per clip of ``dataset[i]`` (decode + sampling + transform) in this process with one
+    torch thread, for each of ``datasets`` (e.g. one per ``DATA.NUM_REPEATED_SAMPLES``); an item of
+    ``views_per_item`` clips counts as that many.
+
+    Side by side: item ``j`` of every dataset is timed in turn, drawn from the same seed ``j``, so
+    the datasets see the same videos and, where their samplers draw alike (a 1.0-span window of
+    repeated sampling starts where a single clip would), the same frames; drift of a shared machine
+    falls on all of them alike.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
-    items = max(clips // dataset.views_per_item, 1)
+    elapsed = [0.0] * len(datasets)
     try:
-        start = time.perf_counter()
-        for i in itertools.islice(itertools.cycle(range(len(dataset))), items):
-            dataset[i]
-        return (time.perf_counter() - start) / (items * dataset.views_per_item) * 1000
+        for dataset in datasets:  # first-call costs (imports, the file cache) are not throughput
+            dataset[(0, 0)]
+        for j in range(max(items, 1)):
+            for d, dataset in enumerate(datasets):
+                start = time.perf_counter()
+                dataset[(j % len(dataset), j)]
+                elapsed[d] += time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
+    return [1000 * e / (max(items, 1) * dataset.views_per_item) for e, dataset in zip(elapsed, datasets)]
 
 
 def _time_loader(cfg: Any, warmup: int, batches: int) -> tuple[float, tuple[int, ...], str]:
@@ -107,9 +124,10 @@ def _time_loader(cfg: Any, warmup: int, batches: int) -> tuple[float, tuple[int,
 
 def loader_rows(cfg_name: Optional[str], data_dir: str, *, backends: Sequence[str], workers: Sequence[int],
                 batch: int, warmup: int, batches: int, decode_clips: int = 20, repeats: Sequence[int] = (1,),
-                opts: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """One row per (backend, ``DATA.NUM_REPEATED_SAMPLES`` k, worker count); see the module
-    docstring for the columns. Rows of every k are measured in this one run, on the same videos."""
+                rounds: int = 1, opts: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """One row per (backend, worker count, ``DATA.NUM_REPEATED_SAMPLES`` k); see the module
+    docstring for the columns. Rows of every k are measured in this one run, on the same videos;
+    the loaders of the k values are timed in turn ``rounds`` times and each row keeps its median."""
     from stvit_video.config import load_config
     from stvit_video.datasets import build_dataset
 
@@ -120,29 +138,40 @@ def loader_rows(cfg_name: Optional[str], data_dir: str, *, backends: Sequence[st
                                       "DATA.NUM_REPEATED_SAMPLES", str(k)])
 
     decode_ms, item_ms = {}, {}
+    if config(backends[0], 0, 1).DATA_LOADER.MALLOC_REUSE:
+        keep_freed_cpu_memory()  # items timed in this process allocate as a worker's do
     for backend in backends:
-        for k in repeats:
-            cfg = config(backend, 0, k)
-            dataset = build_dataset(cfg, "train")
-            if backend not in decode_ms:
-                paths = [v.path for v in dataset.videos]
-                time_decode(cfg, backend, paths[:1], 1)  # warm the file cache and the imports
-                decode_ms[backend] = time_decode(cfg, backend, paths, decode_clips)
-            item_ms[backend, k] = time_items(dataset, decode_clips)
+        datasets = [build_dataset(config(backend, 0, k), "train") for k in repeats]
+        paths = [v.path for v in datasets[0].videos]
+        single = config(backend, 0, 1)
+        time_decode(single, backend, paths[:1], 1)  # warm the file cache and the imports
+        decode_ms[backend] = time_decode(single, backend, paths, decode_clips)
+        for k, ms in zip(repeats, time_items(datasets, decode_clips)):
+            item_ms[backend, k] = ms
     rows = []
     for backend in backends:
-        for k in repeats:
-            for num_workers in workers:
+        for num_workers in workers:
+            # the values of k take turns, round after round, and each keeps its median round: a
+            # shared machine's drift and stalls fall on all of them alike
+            rates: dict[int, list[float]] = {k: [] for k in repeats}
+            for _ in range(max(rounds, 1)):
+                for k in repeats:
+                    elapsed, shape, dtype = _time_loader(config(backend, num_workers, k), warmup, batches)
+                    rates[k].append(shape[0] * batches / elapsed)
+            for k in repeats:
                 cfg = config(backend, num_workers, k)
-                elapsed, shape, dtype = _time_loader(cfg, warmup, batches)
-                clips = shape[0] * batches
+                clips_per_s = statistics.median(rates[k])
                 rows.append({"what": "loader", "backend": backend, "workers": num_workers, "batch": shape[0],
                              "repeated_samples": k, "repeat_window": cfg.DATA.REPEATED_SAMPLE_WINDOW,
-                             "clips_per_s": clips / elapsed, "ms_per_clip": 1000 * elapsed / clips,
+                             "clips_per_s": clips_per_s, "ms_per_clip": 1000 / clips_per_s,
+                             "clips_per_s_rounds": rates[k],
                              "decode_ms_per_clip": decode_ms[backend], "item_ms_per_clip": item_ms[backend, k],
                              "batch_shape": list(shape), "dtype": dtype,
                              "input": [3, cfg.DATA.NUM_FRAMES, cfg.DATA.TRAIN_CROP_SIZE, cfg.DATA.TRAIN_CROP_SIZE],
-                             "sampling_rate": cfg.DATA.SAMPLING_RATE})
+                             "sampling_rate": cfg.DATA.SAMPLING_RATE,
+                             "worker_malloc": "reuse" if cfg.DATA_LOADER.MALLOC_REUSE else "system"})
+    rows.sort(key=lambda r: (backends.index(r["backend"]), list(repeats).index(r["repeated_samples"]),
+                             list(workers).index(r["workers"])))
     return rows
 
 
@@ -186,7 +215,7 @@ def run_loader(args: argparse.Namespace) -> list[dict[str, Any]]:
                                                        repeats=math.ceil(clips / args.videos)))
         return loader_rows(args.cfg, data, backends=args.backends, workers=args.workers, batch=args.batch,
                            warmup=max(args.warmup, 1), batches=max(args.iters, 1), decode_clips=args.decode_clips,
-                           repeats=args.repeats, opts=args.opts)
+                           repeats=args.repeats, rounds=args.rounds, opts=args.opts)
 
 
 def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -194,7 +223,8 @@ def format_loader_table(rows: list[dict[str, Any]], args: argparse.Namespace) ->
     frames, crop = first["input"][1], first["input"][2]
     lines = [f"loader: {args.cfg} train pipeline, {frames} frames x rate {first['sampling_rate']}, crop {crop}, "
              f"batch {first['batch']}, {max(args.iters, 1)} timed batches after {max(args.warmup, 1)} warm-up, "
-             f"batches {first['dtype']} {tuple(first['batch_shape'])}",
+             f"batches {first['dtype']} {tuple(first['batch_shape'])}, worker malloc {first['worker_malloc']} "
+             "(DATA_LOADER.MALLOC_REUSE)",
              f"{'backend':<8s} {'k':>2s} {'decode ms/clip':>14s} {'item ms/clip':>12s} {'workers':>7s} "
              f"{'clips/s':>9s} {'ms/clip':>9s}"]
     for r in rows:

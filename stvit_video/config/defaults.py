@@ -149,13 +149,14 @@ _C.DATA.TEST_SHORT_SIDE = 0
 # Input channels.
 _C.DATA.INPUT_CHANNEL_NUM = 3
 # Repeated sampling (MAE-ST, VideoMAE): each training item decodes one window of a video and
-# returns this many clips, each with its own temporal offset inside the window and its own
-# augmentation. Counted in clips: an epoch is (videos / k) items, so epochs, the LR schedule and
+# returns this many clips, each with its own temporal offset (whole sampling steps) inside the
+# window and its own augmentation. Counted in clips: an epoch is (videos / k) items, so epochs, the LR schedule and
 # TRAIN.BATCH_SIZE mean the same number of clips as with 1; every video is seen once per k epochs.
 _C.DATA.NUM_REPEATED_SAMPLES = 1
 # Length of that decoded window as a multiple of the clip span (>= 1.0). 1.0 decodes what one
-# clip needs, and the clips differ by less than one sampling step; larger windows give the clips
-# farther-apart starts at the cost of decoding more frames (README "Performance").
+# clip needs, and the clips are the same frames with their own augmentations (VideoMAE); larger
+# windows give the clips starts up to (window - 1) spans apart, at the cost of decoding more
+# frames (README "Performance").
 _C.DATA.REPEATED_SAMPLE_WINDOW = 1.0
 
 # ---------------------------------------------------------------------------- #
@@ -171,6 +172,11 @@ _C.DATA_LOADER.PIN_MEMORY = True
 _C.DATA_LOADER.NUM_RETRIES = 10
 # Keep worker processes alive between epochs (no re-fork, no re-import per epoch).
 _C.DATA_LOADER.PERSISTENT_WORKERS = True
+# Loader workers keep freed memory for reuse (glibc malloc; stvit_video/utils/cpu_malloc.py), on
+# every device: each item allocates its decoded frames and clips anew (5-20 MB at 32 x 224), which
+# glibc otherwise maps fresh and page-faults in, item after item (a decord item took 21-24 ms with
+# reuse against 25-27 ms without). A worker's memory stays at its peak, about one item's buffers.
+_C.DATA_LOADER.MALLOC_REUSE = True
 # Batches each worker prepares ahead (uint8 batches are small; more hides decode-time jitter).
 _C.DATA_LOADER.PREFETCH_FACTOR = 4
 # Stop training when more than this fraction of the videos seen in an epoch failed to decode

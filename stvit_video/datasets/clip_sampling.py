@@ -108,13 +108,15 @@ def repeated_clips(spec: ClipSpec, video_frames: int, fps: float, count: int, wi
     """Repeated sampling: ``count`` training clips with independent starts inside one window.
 
     The window covers ``length = window * span`` frames (``window >= 1``) and starts at an
-    integer drawn uniformly from ``[0, n - length]``, as a training clip would. A clip starting at
-    ``s`` reads frames up to ``s + span - stride``, so it lies inside the window ``[w, w + length)``
-    when ``s <= w + length - span + stride - 1``: each clip's start is an integer drawn
-    independently from ``[w, w + floor(length - span + stride - 1)]``. With ``window = 1.0`` and a
-    stride of 2 that is ``w`` or ``w + 1``: the clips are one frame apart and the window is what one
-    clip needs decoded anyway; ``window = 1.5`` lets them start up to half a span apart. A video
-    shorter than the window is the window (clips past its end loop as in :func:`clip_at`).
+    integer ``w`` drawn uniformly from ``[0, n - length]``, as a training clip would. Each clip
+    starts a whole number ``m`` of sampling steps after it, ``w + m * stride``, with ``m`` drawn
+    independently from ``[0, M]``, the steps that keep its last frame (``span - stride`` after its
+    start) inside the window: ``M = floor((length - span + stride - 1) / stride)``. Whole steps
+    put the clips on one grid, so two clips ``d`` steps apart share all but ``d`` of their frames
+    and one decode serves them with ``num_frames + d`` frames. With ``window = 1.0`` (``M = 0``)
+    the clips are the same frames, augmented independently (VideoMAE's repeated augmentation);
+    ``window = 1.5`` lets them start up to half a span apart. A video shorter than the window is
+    the window (clips past its end loop as in :func:`clip_at`).
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
@@ -124,9 +126,9 @@ def repeated_clips(spec: ClipSpec, video_frames: int, fps: float, count: int, wi
     length = min(window * span, float(video_frames))
     window_starts = math.floor(video_frames - length + 1)
     first = int(torch.randint(window_starts, (), generator=generator)) if window_starts > 0 else 0
-    offsets = max(math.floor(length - span + stride - 1), 0) + 1
-    starts = torch.randint(offsets, (count,), generator=generator).tolist()
-    return [clip_at(spec, video_frames, fps, first + offset) for offset in starts]
+    steps = max(math.floor((length - span + stride - 1) / stride), 0) + 1
+    offsets = torch.randint(steps, (count,), generator=generator).tolist()
+    return [clip_at(spec, video_frames, fps, first + offset * stride) for offset in offsets]
 
 
 def clip_starts(spec: ClipSpec, video_frames: int, fps: float, num_clips: int) -> list[int]:

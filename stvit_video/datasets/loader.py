@@ -36,7 +36,8 @@ does not: an epoch takes ``videos / k`` items, the same number of clips and step
 (see :class:`TrainSampler`).
 
 Workers: ``worker_init_fn`` seeds NumPy and ``random`` per worker and silences the native
-decoder libraries there (:func:`stvit_video.datasets.decoder.quiet_native_logging`). With
+decoder libraries there (:func:`stvit_video.datasets.decoder.quiet_native_logging`), and with
+``DATA_LOADER.MALLOC_REUSE`` keeps each worker's freed item buffers for its next items. With
 ``DATA_LOADER.NUM_WORKERS = 0`` the dataset runs in the caller's process, whose decord / PyAV
 log settings are left alone (they are process-wide, and num_workers = 0 is mostly used to
 debug, where FFmpeg's detail helps); each bad file is still opened once per run there.
@@ -61,6 +62,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from stvit_video.datasets.decoder import quiet_native_logging
 from stvit_video.datasets.kinetics import VideoClipDataset, VideoSample, build_dataset
+from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
 
 __all__ = ["EpochPlan", "ShardSampler", "TrainSampler", "VideoBatch", "VideoLoader", "collate_samples",
            "construct_loader", "epoch_plan", "init_worker", "seed_worker", "set_loader_epoch", "stack_frames"]
@@ -233,11 +235,15 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def init_worker(worker_id: int, *, backend: str) -> None:
+def init_worker(worker_id: int, *, backend: str, malloc_reuse: bool = False) -> None:
     """``worker_init_fn``: :func:`seed_worker`, then silence ``backend``'s native stderr messages
-    in this worker (:func:`~stvit_video.datasets.decoder.quiet_native_logging`)."""
+    in this worker (:func:`~stvit_video.datasets.decoder.quiet_native_logging`); with
+    ``malloc_reuse`` (``DATA_LOADER.MALLOC_REUSE``) the worker keeps freed memory for its next
+    items (:func:`~stvit_video.utils.cpu_malloc.keep_freed_cpu_memory`)."""
     seed_worker(worker_id)
     quiet_native_logging(backend)
+    if malloc_reuse:
+        keep_freed_cpu_memory(log=False)
 
 
 class VideoLoader(DataLoader):
@@ -308,7 +314,8 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
         drop_last=train,
         persistent_workers=cfg.DATA_LOADER.PERSISTENT_WORKERS and workers > 0,
         prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR if workers > 0 else None,
-        worker_init_fn=functools.partial(init_worker, backend=dataset.backend),
+        worker_init_fn=functools.partial(init_worker, backend=dataset.backend,
+                                         malloc_reuse=cfg.DATA_LOADER.MALLOC_REUSE),
         generator=generator,
     )
 

@@ -16,7 +16,7 @@ worker.
 Per split (SlowFast conventions):
 
 - train: short side scaled to a random size in ``DATA.TRAIN_JITTER_SCALES`` and a random
-  ``TRAIN_CROP_SIZE`` crop (or, when ``DATA.TRAIN_JITTER_SCALES_RELATIVE`` is set, an
+  ``TRAIN_CROP_SIZE`` crop, in one resize of the crop's box (:func:`random_scaled_crop`) (or, when ``DATA.TRAIN_JITTER_SCALES_RELATIVE`` is set, an
   Inception-style random resized crop) -> horizontal flip with p = 0.5 -> [RandAugment, the
   same ops in every frame, on the crop as in timm]; ``V`` = ``AUG.NUM_SAMPLE`` independent
   augmentations of the clip. [Normalisation and random erasing follow on the device.]
@@ -40,8 +40,8 @@ from stvit_video.utils.view_grid import crop_positions
 
 __all__ = [
     "EvalTransform", "RandAugmentParams", "TrainTransform", "horizontal_flip", "normalize_to_cthw",
-    "parse_rand_augment", "random_crop", "random_resized_crop", "random_short_side_scale",
-    "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
+    "parse_rand_augment", "random_crop", "random_resized_crop", "random_scaled_crop", "random_short_side_scale",
+    "scaled_size", "short_side_scale", "stack_views", "to_tchw", "uniform_crop",
 ]
 
 
@@ -64,11 +64,15 @@ def short_side_scale(x: torch.Tensor, size: int, antialias: bool = True) -> torc
     height, width = x.shape[-2:]
     if min(height, width) == size:
         return x
+    return TF.resize(x, list(scaled_size(height, width, size)), antialias=antialias)
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(H, W) of a frame whose short side is scaled to ``short_side``; the long side is
+    floor(long * short_side / short), as in pytorchvideo and SlowFast."""
     if width < height:
-        new_h, new_w = int(math.floor(height / width * size)), size
-    else:
-        new_h, new_w = size, int(math.floor(width / height * size))
-    return TF.resize(x, [new_h, new_w], antialias=antialias)
+        return int(math.floor(height / width * short_side)), short_side
+    return short_side, int(math.floor(width / height * short_side))
 
 
 def random_short_side_scale(x: torch.Tensor, min_size: int, max_size: int, antialias: bool = True) -> torch.Tensor:
@@ -85,6 +89,38 @@ def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     top = int(torch.randint(0, height - size + 1, ()))
     left = int(torch.randint(0, width - size + 1, ()))
     return x[..., top : top + size, left : left + size]
+
+
+def random_scaled_crop(x: torch.Tensor, size: int, min_size: int, max_size: int,
+                       antialias: bool = True) -> torch.Tensor:
+    """:func:`random_short_side_scale` then :func:`random_crop` (the same three draws: short side,
+    top, left), resizing only the crop's box: uint8 (T, C, H, W) -> (T, C, size, size).
+
+    The box is the crop's region mapped back to source pixels and rounded to whole pixels, so
+    the scale is the drawn one within half a source pixel over the crop (< 0.5% for a 224 crop)
+    and the position within half a pixel. Interpolating ``size x size`` pixels instead of the whole
+    scaled frame takes 2.2 ms instead of 5.4-6.2 ms for 32 frames of 340x256 scaled to 288-320
+    (one thread), a fifth of a training item. At scale 1 the crop is a view.
+    """
+    _check_tchw(x, "random_scaled_crop")
+    height, width = x.shape[-2:]
+    short = int(torch.randint(min_size, max_size + 1, ()))
+    new_h, new_w = (height, width) if min(height, width) == short else scaled_size(height, width, short)
+    if new_h < size or new_w < size:
+        raise ValueError(f"random_scaled_crop of {size} from a {height}x{width} clip scaled to {new_h}x{new_w}")
+    top = int(torch.randint(0, new_h - size + 1, ()))
+    left = int(torch.randint(0, new_w - size + 1, ()))
+    box_h, box_w = _source_extent(size, height, new_h), _source_extent(size, width, new_w)
+    box_top = min(round(top * height / new_h), height - box_h)
+    box_left = min(round(left * width / new_w), width - box_w)
+    if (box_h, box_w) == (size, size):
+        return x[..., box_top : box_top + size, box_left : box_left + size]
+    return TF.resized_crop(x, box_top, box_left, box_h, box_w, [size, size], antialias=antialias)
+
+
+def _source_extent(size: int, source: int, scaled: int) -> int:
+    """Source pixels that ``size`` pixels of a frame scaled from ``source`` to ``scaled`` cover."""
+    return min(max(round(size * source / scaled), 1), source)
 
 
 def uniform_crop(x: torch.Tensor, size: int, spatial_index: int) -> torch.Tensor:
@@ -221,7 +257,7 @@ class TrainTransform:
         if self.relative_scales:
             x = random_resized_crop(x, self.crop_size, self.relative_scales, self.relative_aspect, self.antialias)
         else:
-            x = random_crop(random_short_side_scale(x, *self.jitter_scales, self.antialias), self.crop_size)
+            x = random_scaled_crop(x, self.crop_size, *self.jitter_scales, self.antialias)
         if self.flip:
             x = horizontal_flip(x)
         if self._rand_augment is not None:  # on the crop, as timm does: fewer pixels to augment

@@ -44,11 +44,12 @@ def _glibc() -> Optional[ctypes.CDLL]:
         return None
 
 
-def keep_freed_cpu_memory() -> bool:
+def keep_freed_cpu_memory(log: bool = True) -> bool:
     """Make glibc keep freed large blocks in the heap for reuse (see the module docstring).
 
     Applies to allocations made after the call, in this process and in processes it forks
-    later (DataLoader workers). Idempotent.
+    later (DataLoader workers). Idempotent. ``log``: say so (info), or only warn when refused
+    (loader workers, which would say it once each).
 
     Returns:
         True when applied (glibc), False where the C library is not glibc or refuses.
@@ -63,10 +64,10 @@ def keep_freed_cpu_memory() -> bool:
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, _DISABLED) == 1
     _mode = "reuse (glibc heap, no trim)" if ok else "system (mallopt refused)"
-    if ok:
-        logger.info("CPU tensor memory: freed blocks are kept for reuse (CPU_MALLOC_REUSE; higher resident peak)")
-    else:
+    if not ok:
         logger.warning("glibc mallopt refused M_MMAP_MAX / M_TRIM_THRESHOLD: CPU memory is not reused")
+    elif log:
+        logger.info("CPU tensor memory: freed blocks are kept for reuse (CPU_MALLOC_REUSE; higher resident peak)")
     return ok
 
 

@@ -264,3 +264,26 @@ def test_batches_keep_the_decoders_memory_order_and_normalise_contiguous(videos,
         out = transform(batch.frames, False)
         reference = (batch.frames.contiguous().float() / 255 - 0.45) / 0.225
         assert out.is_contiguous() and torch.allclose(out, reference, atol=1e-5)
+
+
+class _MallocMode(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> str:
+        from stvit_video.utils.cpu_malloc import cpu_malloc_mode
+
+        return cpu_malloc_mode()
+
+
+def test_workers_keep_freed_memory_for_their_next_items_when_asked(videos, small_cfg, write_lists):
+    """DATA_LOADER.MALLOC_REUSE: each worker serves its items' buffers from a heap it never trims
+    (on any device: the workers are CPU processes), instead of a fresh mmap per clip."""
+    lists = write_lists([(videos["lossless"], 0)])
+    inits = {reuse: construct_loader(small_cfg(lists, "DATA_LOADER.MALLOC_REUSE", reuse), "train").worker_init_fn
+             for reuse in (True, False)}
+    assert inits[False].keywords["malloc_reuse"] is False
+    # a spawned worker: a fresh interpreter, where nothing has set malloc yet (mallopt is per process)
+    modes = torch.utils.data.DataLoader(_MallocMode(), num_workers=1, worker_init_fn=inits[True],
+                                        multiprocessing_context="spawn", batch_size=None)
+    assert next(iter(modes)).startswith("reuse")

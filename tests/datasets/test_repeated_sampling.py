@@ -16,8 +16,10 @@ from tests.helpers.counting_opener import CountingOpener
 SPEC = ClipSpec(num_frames=8, sampling_rate=2, target_fps=0)  # span 16 frames
 
 
-@pytest.mark.parametrize("window, spread", [(1.0, 1), (1.5, 9)])
+@pytest.mark.parametrize("window, spread", [(1.0, 0), (1.5, 8)])
 def test_repeated_clips_start_independently_inside_one_window(window, spread):
+    """Starts a whole number of sampling steps apart, inside the window: 1.0 -> the same frames;
+    1.5 (24 frames for a 16-frame span, stride 2) -> up to 4 steps apart."""
     generator = torch.Generator().manual_seed(0)
     seen_spread, firsts = set(), set()
     for _ in range(300):
@@ -27,9 +29,10 @@ def test_repeated_clips_start_independently_inside_one_window(window, spread):
             assert (np.diff(c.indices) == 2).all() and c.padded == 0
         # every clip lies inside [w, w + window * span): its last frame too
         assert max(int(c.indices[-1]) for c in clips) - min(starts) < window * 16
+        assert all((s - min(starts)) % 2 == 0 for s in starts)  # one frame grid: shared frames
         seen_spread.add(max(starts) - min(starts))
         firsts.add(min(starts))
-    assert max(seen_spread) == spread  # stride 2 in a 1.0 window: one frame apart at most; 1.5: 8 + 1
+    assert max(seen_spread) == spread
     assert min(firsts) == 0 and max(firsts) >= 100 - window * 16 - spread  # the window travels the video
 
 
@@ -71,6 +74,29 @@ def test_an_item_decodes_once_and_returns_k_clips_of_that_window(videos, small_c
     seen.clear()
     again = dataset[(0, 12345)]  # an item's draws come from its seed
     assert torch.equal(again.frames, sample.frames)
+
+
+def test_a_one_span_window_gives_the_frames_a_single_clip_of_the_same_seed_gets(videos, small_cfg, write_lists):
+    """Window 1.0: the k clips are the very frames k = 1 draws from the same item seed, so the
+    benchmark's side-by-side item timing compares the same decodes (and one decode serves k clips)."""
+    lists = write_lists([(videos["lossless"], 0)])
+    frames_of = {}
+    for k in (1, 2):
+        dataset = build_dataset(small_cfg(lists, "DATA.NUM_REPEATED_SAMPLES", k, "DATA.TARGET_FPS", 0), "train")
+        seen = []
+        transform = dataset.transform
+
+        def spy(clips, views, transform=transform, seen=seen):
+            clips = [clips] if isinstance(clips, torch.Tensor) else clips
+            seen.extend([read_frame_index(f) for f in clip.numpy()] for clip in clips)
+            return transform(clips, views)
+
+        dataset.transform = spy
+        for seed in range(5):
+            dataset[(0, seed)]
+        frames_of[k] = seen
+    assert frames_of[2][0::2] == frames_of[2][1::2] == frames_of[1]
+    assert len({tuple(clip) for clip in frames_of[1]}) > 1  # the seeds draw different windows
 
 
 def test_k_counts_in_clips_batches_and_epochs(videos, small_cfg, write_lists):

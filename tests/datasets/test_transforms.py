@@ -6,7 +6,7 @@ from stvit_video.datasets.mixup import VideoMixup
 from stvit_video.bench.videos import frame_pattern
 from stvit_video.datasets.transforms import (
     EvalTransform, TrainTransform, horizontal_flip, normalize_to_cthw, parse_rand_augment, random_crop,
-    random_resized_crop, short_side_scale, stack_views, to_tchw, uniform_crop,
+    random_resized_crop, random_scaled_crop, random_short_side_scale, short_side_scale, stack_views, to_tchw, uniform_crop,
 )
 from stvit_video.utils.errors import ConfigError
 
@@ -69,6 +69,33 @@ def test_random_crop_and_flip():
     assert flips == {0, 63}
     with pytest.raises(ValueError, match="scale it first"):
         random_crop(x, 56)
+
+
+def test_random_scaled_crop_is_scale_then_crop_within_a_pixel():
+    """The same draws as scaling the short side and cropping, resizing only the crop's box: a ramp
+    of 3 levels per source pixel (x in red, y in green) lands within a source pixel of where the
+    two-step transform puts it; at scale 1 the crop is the exact slice, a view."""
+    t, h, w = 2, 48, 64
+    ramp = torch.zeros((t, h, w, 3), dtype=torch.uint8)
+    ramp[..., 0] = (torch.arange(w) * 3).view(1, 1, w)
+    ramp[..., 1] = (torch.arange(h) * 3).view(1, h, 1)
+    x = to_tchw(ramp)
+    worst = 0.0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        fused = random_scaled_crop(x, 40, 48, 60, antialias=False)
+        torch.manual_seed(seed)
+        reference = random_crop(random_short_side_scale(x, 48, 60, antialias=False), 40)
+        assert fused.shape == reference.shape == (t, 3, 40, 40)
+        worst = max(worst, float((fused[:, :2].float() - reference[:, :2].float()).abs().max()))
+    assert worst <= 3.0, worst
+    torch.manual_seed(0)
+    same = random_scaled_crop(x, 40, 48, 48)  # 48 is the short side: no resize
+    torch.manual_seed(0)
+    assert torch.equal(same, random_crop(random_short_side_scale(x, 48, 48), 40))
+    assert same.data_ptr() >= x.data_ptr() and same.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    with pytest.raises(ValueError, match="random_scaled_crop of 56 from a 48x64 clip"):
+        random_scaled_crop(x, 56, 40, 40)
 
 
 def test_random_resized_crop_size():

@@ -50,6 +50,28 @@ def test_the_mode_is_reported_and_other_c_libraries_are_left_alone(monkeypatch):
     assert cpu_malloc.cpu_malloc_mode() == "system (not glibc)"
 
 
+class _FakeMallopt:
+    def __init__(self, result: int) -> None:
+        self.result, self.argtypes = result, None
+
+    def __call__(self, param: int, value: int) -> int:
+        return self.result
+
+
+@pytest.mark.parametrize("result, log, expected", [
+    (1, True, [("INFO", "freed blocks are kept for reuse")]),
+    (1, False, []),  # loader workers: silent when it works
+    (0, False, [("WARNING", "mallopt refused")]),  # ... and still warn when it does not
+])
+def test_what_keep_freed_cpu_memory_logs(monkeypatch, caplog, result, log, expected):
+    monkeypatch.setattr(cpu_malloc, "_mode", None)
+    monkeypatch.setattr(cpu_malloc, "_glibc", lambda: type("Libc", (), {"mallopt": _FakeMallopt(result)})())
+    with caplog.at_level("INFO", logger=cpu_malloc.__name__):
+        assert cpu_malloc.keep_freed_cpu_memory(log=log) is bool(result)
+    assert [r.levelname for r in caplog.records] == [level for level, _ in expected]
+    assert all(words in r.getMessage() for r, (_, words) in zip(caplog.records, expected))
+
+
 def _run_job_calls(monkeypatch, reuse: bool) -> int:
     from stvit_video.config import get_cfg_defaults
     from stvit_video.engine import distributed as dist_utils
