@@ -60,6 +60,7 @@ import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Sampler
 
+from stvit_video.datasets.batch_slots import BatchSlots
 from stvit_video.datasets.decoder import quiet_native_logging
 from stvit_video.datasets.kinetics import VideoClipDataset, VideoSample, build_dataset
 from stvit_video.utils.cpu_malloc import keep_freed_cpu_memory
@@ -83,6 +84,9 @@ class VideoBatch(NamedTuple):
             :class:`~stvit_video.datasets.bad_videos.BadVideoCounter`), possibly repeated.
         bad_reasons: K strings, the decoder's message for each of ``bad_videos``; a failed
             view's reason is the one of its ``video_index`` (:meth:`failure_reasons`).
+        slot: between a worker and :class:`VideoLoader` only: the shared buffer of
+            :class:`~stvit_video.datasets.batch_slots.BatchSlots` that ``frames`` lie in; -1 (not
+            in one) in every batch the loader yields.
     """
 
     frames: torch.Tensor
@@ -92,6 +96,7 @@ class VideoBatch(NamedTuple):
     failed: torch.Tensor
     bad_videos: torch.Tensor
     bad_reasons: tuple[str, ...]
+    slot: int = -1
 
     def failure_reasons(self) -> dict[int, str]:
         """Row -> reason for every video with a failed view in this batch (test)."""
@@ -100,18 +105,25 @@ class VideoBatch(NamedTuple):
                 if row in failed_rows}
 
 
-def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
+def stack_frames(frames: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
     """N uint8 (V, C, T, H, W) items -> uint8 (N * V, C, T, H, W) in ``channels_last_3d`` memory.
 
     The items come in that memory order (:func:`~stvit_video.datasets.transforms.stack_views`), so
     each is one plain copy; ``default_collate`` would write the (C, T, H, W) order, a channel
-    de-interleave of the whole batch. Inside a worker the batch is allocated in shared memory, as
-    ``default_collate`` does, so it reaches the main process without another copy.
+    de-interleave of the whole batch. ``out``: a contiguous uint8 (N * V, T, H, W, C) buffer to
+    write into (a :class:`~stvit_video.datasets.batch_slots.BatchSlots` buffer); without it, inside
+    a worker the batch is allocated in shared memory, as ``default_collate`` does, so it reaches
+    the main process without another copy.
     """
     first = frames[0]
     v, c, t, h, w = first.shape
     shape = (len(frames), v, t, h, w, c)
-    if torch.utils.data.get_worker_info() is not None:
+    if out is not None:
+        if tuple(out.shape) != (len(frames) * v, t, h, w, c) or not out.is_contiguous():
+            raise ValueError(f"stack_frames: out {tuple(out.shape)} is not a contiguous (N*V, T, H, W, C) = "
+                             f"{(len(frames) * v, t, h, w, c)} buffer")
+        out = out.view(shape)
+    elif torch.utils.data.get_worker_info() is not None:
         storage = first._typed_storage()._new_shared(math.prod(shape), device=first.device)
         out = first.new(storage).resize_(shape)
     else:
@@ -121,11 +133,16 @@ def stack_frames(frames: Sequence[torch.Tensor]) -> torch.Tensor:
     return out.permute(0, 1, 5, 2, 3, 4).flatten(0, 1)
 
 
-def collate_samples(samples: Sequence[VideoSample]) -> VideoBatch:
+def collate_samples(samples: Sequence[VideoSample], slots: BatchSlots | None = None) -> VideoBatch:
     """Stack :class:`VideoSample` items, each uint8 (V, C, T, H, W), into B = sum of V entries:
-    the V views of an item are consecutive and share label, video index and failed flag."""
-    frames = stack_frames([s.frames for s in samples])
-    views = samples[0].frames.shape[0]
+    the V views of an item are consecutive and share label, video index and failed flag. In a
+    worker with ``slots``, the frames go into one of its free shared buffers when there is one."""
+    views, c, t, h, w = samples[0].frames.shape
+    slot, out = -1, None
+    worker = torch.utils.data.get_worker_info() if slots is not None else None
+    if worker is not None:
+        slot, out = slots.claim(worker.id, (len(samples) * views, t, h, w, c))
+    frames = stack_frames([s.frames for s in samples], out=out)
 
     def column(values: list, dtype: torch.dtype) -> torch.Tensor:
         return torch.tensor(values, dtype=dtype).repeat_interleave(views)
@@ -138,6 +155,7 @@ def collate_samples(samples: Sequence[VideoSample]) -> VideoBatch:
         failed=column([s.failed for s in samples], torch.bool),
         bad_videos=torch.tensor([row for s in samples for row in s.bad_videos], dtype=torch.int64),
         bad_reasons=tuple(reason for s in samples for reason in s.bad_reasons),
+        slot=slot,
     )
 
 
@@ -250,18 +268,33 @@ class VideoLoader(DataLoader):
     """A ``DataLoader`` that logs each bad video once, in the main process, as batches arrive.
 
     Workers may each meet the same bad file; logging here, where every batch passes, gives one
-    line per video for the whole run (not one per worker or per epoch).
+    line per video for the whole run (not one per worker or per epoch). With ``slots`` (shared
+    batch buffers the workers reuse; :mod:`~stvit_video.datasets.batch_slots`) each batch's
+    frames are copied out of their buffer, and the buffer freed, before the batch is yielded.
     """
 
-    def __init__(self, dataset: VideoClipDataset, **kwargs) -> None:
+    def __init__(self, dataset: VideoClipDataset, *, slots: BatchSlots | None = None, **kwargs) -> None:
+        if slots is not None:
+            kwargs["collate_fn"] = functools.partial(collate_samples, slots=slots)
         super().__init__(dataset, **kwargs)
+        self.slots = slots
         self._logged_bad: set[int] = set()
 
     def __iter__(self) -> Iterator[VideoBatch]:
+        if self.slots is not None:
+            self.slots.reset()  # before the epoch's first task: buffers of an abandoned epoch come back
         for batch in super().__iter__():
+            if batch.slot >= 0:
+                batch = self._out_of_slot(batch)
             if batch.bad_reasons:  # a tuple: checking it costs no device sync
                 self._log_new_bad(batch)
             yield batch
+
+    def _out_of_slot(self, batch: VideoBatch) -> VideoBatch:
+        # a pinned batch is already the pin-memory thread's copy; anything else still is the buffer
+        frames = batch.frames if batch.frames.is_pinned() else batch.frames.clone()
+        self.slots.release(batch.slot)
+        return batch._replace(frames=frames, slot=-1)
 
     def _log_new_bad(self, batch: VideoBatch) -> None:
         dataset = self.dataset
@@ -304,20 +337,39 @@ def construct_loader(cfg: CfgNode, split: str, *, dataset: VideoClipDataset | No
     else:
         sampler = ShardSampler(len(dataset), num_replicas, rank)
     workers = cfg.DATA_LOADER.NUM_WORKERS
+    persistent = cfg.DATA_LOADER.PERSISTENT_WORKERS and workers > 0
     return VideoLoader(
         dataset,
+        slots=_batch_slots(cfg, dataset, batch_size) if train and persistent else None,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate_samples,
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
         drop_last=train,
-        persistent_workers=cfg.DATA_LOADER.PERSISTENT_WORKERS and workers > 0,
+        persistent_workers=persistent,
         prefetch_factor=cfg.DATA_LOADER.PREFETCH_FACTOR if workers > 0 else None,
         worker_init_fn=functools.partial(init_worker, backend=dataset.backend,
                                          malloc_reuse=cfg.DATA_LOADER.MALLOC_REUSE),
         generator=generator,
     )
+
+
+def _batch_slots(cfg: CfgNode, dataset: VideoClipDataset, batch_size: int) -> BatchSlots | None:
+    """The training workers' reusable batch buffers (``DATA_LOADER.REUSE_BATCH_MEMORY``), or None:
+    off, or the shared memory is too small (a warning; batches then take new segments as usual)."""
+    if not cfg.DATA_LOADER.REUSE_BATCH_MEMORY:
+        return None
+    c, t, h, w = dataset.placeholder_shape
+    workers, slots = cfg.DATA_LOADER.NUM_WORKERS, cfg.DATA_LOADER.PREFETCH_FACTOR + 2
+    shape = (batch_size * dataset.views_per_item, t, h, w, c)
+    try:
+        return BatchSlots(workers, slots, shape)
+    except RuntimeError as e:
+        logger.warning("DATA_LOADER.REUSE_BATCH_MEMORY: cannot allocate %d workers x %d batches of %.1f MiB in "
+                       "shared memory (%s); each batch takes a new segment instead. A container needs a larger "
+                       "/dev/shm (docker --shm-size)", workers, slots, math.prod(shape) / 2**20, e)
+        return None
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
