@@ -366,9 +366,11 @@ def _batch_slots(cfg: CfgNode, dataset: VideoClipDataset, batch_size: int) -> Ba
     try:
         return BatchSlots(workers, slots, shape)
     except RuntimeError as e:
-        logger.warning("DATA_LOADER.REUSE_BATCH_MEMORY: cannot allocate %d workers x %d batches of %.1f MiB in "
-                       "shared memory (%s); each batch takes a new segment instead. A container needs a larger "
-                       "/dev/shm (docker --shm-size)", workers, slots, math.prod(shape) / 2**20, e)
+        batch_mib = math.prod(shape) / 2**20
+        logger.warning("DATA_LOADER.REUSE_BATCH_MEMORY: cannot allocate %d workers x %d batches of %.1f MiB "
+                       "(%.1f MiB) in shared memory (%s); each batch takes a new segment instead. A container "
+                       "needs a larger /dev/shm (docker --shm-size)", workers, slots, batch_mib,
+                       workers * slots * batch_mib, e)
         return None
 
 

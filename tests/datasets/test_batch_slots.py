@@ -97,3 +97,19 @@ def test_only_persistent_training_workers_get_buffers(videos, small_cfg, write_l
     assert construct_loader(small_cfg(lists, "DATA_LOADER.NUM_WORKERS", 1, "DATA_LOADER.PERSISTENT_WORKERS",
                                       False), "train").slots is None
     assert construct_loader(small_cfg(lists, "DATA_LOADER.NUM_WORKERS", 1), "val").slots is None
+
+
+def test_too_little_shared_memory_falls_back_with_one_warning(videos, small_cfg, write_lists, monkeypatch, caplog):
+    import stvit_video.datasets.loader as loader_module
+
+    def no_room(*args):
+        raise RuntimeError("unable to write to file </torch_1_2_3>: No space left on device (28)")
+
+    monkeypatch.setattr(loader_module, "BatchSlots", no_room)
+    cfg = small_cfg(write_lists(_rows(videos)), "DATA_LOADER.NUM_WORKERS", 2)
+    with caplog.at_level("WARNING", logger=loader_module.__name__):
+        loader = construct_loader(cfg, "train")
+    assert loader.slots is None and len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "DATA_LOADER.REUSE_BATCH_MEMORY" in message and "No space left" in message and "--shm-size" in message
+    assert "2 workers x 6 batches of 0.3 MiB (3.4 MiB)" in message
