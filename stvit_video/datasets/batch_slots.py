@@ -28,7 +28,6 @@ acquire and release are memory barriers), on any CPU.
 """
 from __future__ import annotations
 
-import math
 import multiprocessing
 from typing import Optional
 
@@ -63,10 +62,6 @@ class BatchSlots:
     def nbytes(self) -> int:
         """Shared memory the buffers take."""
         return self.frames.numel()
-
-    @property
-    def batch_nbytes(self) -> int:
-        return math.prod(self.batch_shape)
 
     def claim(self, worker_id: int, shape: tuple[int, ...]) -> tuple[int, Optional[torch.Tensor]]:
         """In worker ``worker_id``: a free buffer of its own, as ``(slot, (B, T, H, W, C) view)``,

@@ -70,7 +70,6 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from stvit_video.models.swin3d import (
     Size3,
