@@ -44,18 +44,21 @@ class BatchSlots:
         slots: buffers per worker; ``DATA_LOADER.PREFETCH_FACTOR + 2`` covers the batches a worker
             can have in flight (the DataLoader sends each worker at most ``PREFETCH_FACTOR`` ahead).
         batch_shape: uint8 frames of one batch in memory order, ``(B, T, H, W, C)``.
+        context: the start method of the loader's workers (its ``multiprocessing_context``); None:
+            the default, which a DataLoader without one uses too. The lock must come from it.
 
     Raises:
         RuntimeError: the shared memory cannot be allocated (e.g. a small ``/dev/shm``).
     """
 
-    def __init__(self, num_workers: int, slots: int, batch_shape: tuple[int, ...]) -> None:
+    def __init__(self, num_workers: int, slots: int, batch_shape: tuple[int, ...],
+                 context: Optional[str] = None) -> None:
         if num_workers < 1 or slots < 1:
             raise ValueError(f"BatchSlots needs >= 1 worker and slot, got {num_workers} x {slots}")
         self.num_workers, self.slots, self.batch_shape = num_workers, slots, tuple(batch_shape)
         self.frames = torch.empty((num_workers * slots, *self.batch_shape), dtype=torch.uint8).share_memory_()
         self._states = torch.zeros(num_workers * slots, dtype=torch.uint8).share_memory_()
-        self._lock = multiprocessing.get_context().Lock()
+        self._lock = multiprocessing.get_context(context).Lock()
         _cache_in_this_process(self.frames)
 
     @property

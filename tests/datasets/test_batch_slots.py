@@ -113,3 +113,24 @@ def test_too_little_shared_memory_falls_back_with_one_warning(videos, small_cfg,
     message = caplog.records[0].getMessage()
     assert "DATA_LOADER.REUSE_BATCH_MEMORY" in message and "No space left" in message and "--shm-size" in message
     assert "2 workers x 6 batches of 0.3 MiB (3.4 MiB)" in message
+
+
+def test_buffers_work_with_spawned_workers(videos, small_cfg, write_lists):
+    """Spawn (and forkserver, Python 3.14's default) pickle the buffers, state and lock into the
+    workers instead of inheriting them; the batches still come back through the buffers, on the
+    main process's own mapping."""
+    lists = write_lists(_rows(videos))
+    base = construct_loader(small_cfg(lists, "DATA_LOADER.NUM_WORKERS", 0), "train")
+    set_loader_epoch(base, 0)
+    expected = list(base)
+    spawned = VideoLoader(base.dataset, slots=BatchSlots(1, 2, SHAPE, context="spawn"), batch_size=base.batch_size,
+                          sampler=base.sampler, num_workers=1, collate_fn=collate_samples, drop_last=True,
+                          persistent_workers=True, prefetch_factor=1, worker_init_fn=base.worker_init_fn,
+                          multiprocessing_context="spawn")
+    arrived = []
+    real = spawned._out_of_slot
+    spawned._out_of_slot = lambda batch: arrived.append(
+        batch.frames.untyped_storage().data_ptr() == spawned.slots.frames.untyped_storage().data_ptr()) or real(batch)
+    batches = list(spawned)
+    assert len(batches) == len(expected) == 2 and arrived == [True, True]
+    assert all(torch.equal(a.frames, b.frames) for a, b in zip(batches, expected))
