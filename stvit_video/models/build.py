@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, NamedTuple
+from typing import Any
 
 from torch import nn
 
 from stvit_video.config.access import get_key
-from stvit_video.models.registry import VARIANTS, get_variant
+from stvit_video.models.registry import STAGE_REPLACEMENTS, VARIANTS, get_variant
 from stvit_video.models.stvit import STViTConfig
 from stvit_video.models.swin3d import SwinTransformer3D, check_swin_args
-from stvit_video.models.tome import ToMeConfig
 from stvit_video.utils.errors import ConfigError, InvalidArgument
 
 __all__ = ["ARG_KEYS", "STVIT_KEYS", "TOME_KEYS", "build_model", "build_model_from_arch", "check_model_config",
@@ -52,21 +51,8 @@ STVIT_KEYS: dict[str, str] = {f.name: f"STVIT.{f.name.upper()}" for f in datacla
 TOME_KEYS: dict[str, str] = {"merge_ratio": "TOME.MERGE_RATIO"}
 
 
-class _Replacement(NamedTuple):
-    """A stage replacement the config can tune: its config class, field -> key table, and words
-    for the error when its keys are set on a variant without it."""
-
-    config: type
-    keys: dict[str, str]
-    what: str
-    variants: str
-
-
-# constructor argument -> the stage replacement it takes
-_REPLACEMENTS: dict[str, _Replacement] = {
-    "stvit": _Replacement(STViTConfig, STVIT_KEYS, "semantic tokens", "an stvit_*"),
-    "tome": _Replacement(ToMeConfig, TOME_KEYS, "token merging", "a tome_*"),
-}
+# constructor argument -> field -> config key, for each of registry.STAGE_REPLACEMENTS
+_REPLACEMENT_KEYS: dict[str, dict[str, str]] = {"stvit": STVIT_KEYS, "tome": TOME_KEYS}
 # arguments a variant may fix: their keys default to None (= keep the variant's value)
 _VARIANT_ARGS = ("embed_dim", "depths", "num_heads", "patch_size", "window_size", "stem_channels", "weight_init")
 _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D).parameters.items()}
@@ -74,7 +60,8 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(SwinTransformer3D)
 
 def _config_error(cfg: Any, e: InvalidArgument) -> ConfigError:
     """An argument error of a model class, named by its config key."""
-    table = next((r.keys for r in _REPLACEMENTS.values() if r.config.__name__ == e.owner), ARG_KEYS)
+    table = next((_REPLACEMENT_KEYS[arg] for arg, kind in STAGE_REPLACEMENTS.items() if kind.config.__name__ == e.owner),
+                 ARG_KEYS)
     key = table.get(e.arg, e.arg)
     return ConfigError(f"{key} = {e.value!r} ({cfg.MODEL.ARCH} with overrides): {e.why}")
 
@@ -107,13 +94,12 @@ def model_arch(cfg: Any) -> dict[str, Any]:
             kwargs[arg] = value
         elif arg not in kwargs:
             kwargs[arg] = _DEFAULTS[arg]
-    for arg, replacement in _REPLACEMENTS.items():
-        base = variant.kwargs.get(arg)
-        changes = {f: v for f, k in replacement.keys.items() if (v := _key_value(cfg, k)) is not None}
+    for arg, kind in STAGE_REPLACEMENTS.items():
+        base, keys = variant.kwargs.get(arg), _REPLACEMENT_KEYS[arg]
+        changes = {f: v for f, k in keys.items() if (v := _key_value(cfg, k)) is not None}
         if base is None and changes:
-            keys = ", ".join(replacement.keys[f] for f in changes)
-            raise ConfigError(f"{keys} set, but MODEL.ARCH = {name!r} has no {replacement.what}; use "
-                              f"{replacement.variants} variant")
+            named = ", ".join(keys[f] for f in changes)
+            raise ConfigError(f"{named} set, but MODEL.ARCH = {name!r} has no {kind.what}; use {kind.variants} variant")
         try:
             config = dataclasses.replace(base, **changes) if base is not None else None
         except InvalidArgument as e:
@@ -125,9 +111,9 @@ def model_arch(cfg: Any) -> dict[str, Any]:
 def build_model_from_arch(arch: dict[str, Any]) -> SwinTransformer3D:
     """Rebuild a model from :func:`model_arch`'s result (e.g. stored in a checkpoint)."""
     kwargs = dict(arch["kwargs"])
-    for arg, replacement in _REPLACEMENTS.items():
+    for arg, kind in STAGE_REPLACEMENTS.items():
         if kwargs.get(arg) is not None:  # "tome" is absent from checkpoints written before ToMe
-            kwargs[arg] = replacement.config(**kwargs[arg])
+            kwargs[arg] = kind.config(**kwargs[arg])
     return SwinTransformer3D(**kwargs)
 
 
@@ -142,9 +128,9 @@ def check_model_config(cfg: Any) -> None:
     try:
         check_swin_args(**{a: kwargs[a] for a in ("embed_dim", "depths", "num_heads", "patch_size", "window_size",
                                                   "stem_channels", "weight_init")})
-        for arg, replacement in _REPLACEMENTS.items():
+        for arg, kind in STAGE_REPLACEMENTS.items():
             if kwargs[arg] is not None:
-                replacement.config(**kwargs[arg]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
+                kind.config(**kwargs[arg]).check_fits(depths=kwargs["depths"], window_size=kwargs["window_size"])
     except InvalidArgument as e:
         raise _config_error(cfg, e) from e
     if not 0.0 <= cfg.MODEL.HEAD_DROPOUT < 1.0:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from stvit_video.models.stvit import STViTConfig
 from stvit_video.models.swin3d import SwinTransformer3D
 from stvit_video.models.tome import ToMeConfig
 
-__all__ = ["ModelVariant", "VARIANTS", "create_model", "get_variant", "list_variants", "register_variant",
+__all__ = ["STAGE_REPLACEMENTS", "ModelVariant", "ReplacementKind", "VARIANTS", "create_model", "get_variant", "list_variants", "register_variant",
            "SWIN_SIZES"]
 
 # Kinetics models start from ImageNet weights and keep their normalisation (RGB in [0, 1]).
@@ -68,6 +68,21 @@ class ModelVariant:
         return self.kwargs.get("tome")
 
 
+class ReplacementKind(NamedTuple):
+    """A stage replacement a variant may carry in its ``kwargs``: its config class, and words for
+    messages about a variant without it (what it does, which variants have it)."""
+
+    config: type
+    what: str
+    variants: str
+
+
+# constructor argument -> the stage replacement it takes; build.py maps each one's fields to config keys
+STAGE_REPLACEMENTS: dict[str, ReplacementKind] = {
+    "stvit": ReplacementKind(STViTConfig, "semantic tokens", "an stvit_*"),
+    "tome": ReplacementKind(ToMeConfig, "token merging", "a tome_*"),
+}
+
 VARIANTS: dict[str, ModelVariant] = {}
 
 
@@ -101,12 +116,12 @@ def create_model(name: str, **overrides: Any) -> SwinTransformer3D:
     """
     variant = get_variant(name)
     kwargs = dict(variant.kwargs)
-    for arg, config, what in (("stvit", variant.stvit, "semantic tokens"), ("tome", variant.tome, "token merging")):
+    for arg, kind in STAGE_REPLACEMENTS.items():
         changes = overrides.pop(arg, None)
         if isinstance(changes, dict):
-            if config is None:
-                raise ValueError(f"{name} has no {what}; {arg} fields {sorted(changes)} do not apply")
-            kwargs[arg] = dataclasses.replace(config, **changes)
+            if variant.kwargs.get(arg) is None:
+                raise ValueError(f"{name} has no {kind.what}; {arg} fields {sorted(changes)} do not apply")
+            kwargs[arg] = dataclasses.replace(variant.kwargs[arg], **changes)
         elif changes is not None:
             kwargs[arg] = changes
     kwargs.update(overrides)
